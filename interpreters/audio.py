@@ -1,0 +1,181 @@
+"""One front end (STFT, magnitude, compression) and the way back from a mask to a waveform.
+
+Every method shares it, so what a listener hears is produced the same way for all of them:
+the mask scales the compressed magnitude, which is expanded again and put back with the
+input's phase before the inverse STFT.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+import torch.nn as nn
+
+from interpreters.errors import InterpreterError
+
+COMPRESSIONS = ("log1p", "none")
+
+
+@dataclass
+class Spectrum:
+    """A batch of analysed waveforms: compressed magnitude [B, T, F], phase, original length."""
+
+    compressed: torch.Tensor
+    phase: torch.Tensor
+    length: int
+
+
+class FrontEnd(nn.Module):
+    """STFT analysis and masked resynthesis; settings come from yaml."""
+
+    def __init__(
+        self,
+        sample_rate: int = 16000,
+        n_fft: int = 512,
+        win_length: int | None = None,
+        hop_length: int = 256,
+        compression: str = "log1p",
+    ) -> None:
+        super().__init__()
+        if compression not in COMPRESSIONS:
+            raise InterpreterError(
+                f"front end compression '{compression}' is unknown; use one of {COMPRESSIONS}"
+            )
+        self.sample_rate = sample_rate
+        self.n_fft = n_fft
+        self.win_length = win_length or n_fft
+        self.hop_length = hop_length
+        self.compression = compression
+        self.register_buffer("window", torch.hann_window(self.win_length), persistent=False)
+
+    @property
+    def n_freqs(self) -> int:
+        """Number of frequency bins of the one-sided spectrum."""
+        return self.n_fft // 2 + 1
+
+    def n_frames(self, n_samples: int) -> int:
+        """Number of STFT frames for a waveform of n_samples (centred frames)."""
+        return n_samples // self.hop_length + 1
+
+    def stft(self, wavs: torch.Tensor) -> torch.Tensor:
+        """Complex STFT of [B, N] waveforms, time first: [B, T, F]."""
+        spec = torch.stft(
+            wavs,
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=True,
+            return_complex=True,
+        )
+        return spec.transpose(1, 2)
+
+    def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
+        """Inverse of ``stft`` for a [B, T, F] complex spectrum, trimmed to ``length`` samples."""
+        return torch.istft(
+            spec.transpose(1, 2),
+            n_fft=self.n_fft,
+            hop_length=self.hop_length,
+            win_length=self.win_length,
+            window=self.window,
+            center=True,
+            length=length,
+        )
+
+    def compress(self, magnitude: torch.Tensor) -> torch.Tensor:
+        """Magnitude -> the domain masks live in (log1p upstream)."""
+        return torch.log1p(magnitude) if self.compression == "log1p" else magnitude
+
+    def expand(self, compressed: torch.Tensor) -> torch.Tensor:
+        """Inverse of ``compress``."""
+        return torch.expm1(compressed) if self.compression == "log1p" else compressed
+
+    def analyse(self, wavs: torch.Tensor) -> Spectrum:
+        """Waveforms [B, N] -> compressed magnitude and phase."""
+        spec = self.stft(wavs)
+        return Spectrum(self.compress(spec.abs()), torch.angle(spec), wavs.shape[-1])
+
+    def synthesise(self, spectrum: Spectrum, mask: torch.Tensor) -> torch.Tensor:
+        """Apply a [B, T, F] mask to the compressed magnitude; back to a waveform with the phase."""
+        magnitude = self.expand(mask * spectrum.compressed)
+        return self.istft(torch.polar(magnitude, spectrum.phase), spectrum.length)
+
+    def listenable(
+        self, spectrum: Spectrum, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Interpretation (mask kept) and residual (1 − mask kept) waveforms."""
+        return self.synthesise(spectrum, mask), self.synthesise(spectrum, 1.0 - mask)
+
+    def ideal_mask(self, mixture: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """Oracle mask in this front end's domain: the one that best restores ``stem``'s magnitude.
+
+        It is the ceiling any mask-based explanation can reach on a mixture with known sources.
+        """
+        target = self.compress(self.stft(stem).abs())
+        mix = self.compress(self.stft(mixture).abs())
+        return (target / mix.clamp_min(1e-8)).clamp(0.0, 1.0)
+
+
+def load_audio(
+    path: str | Path,
+    sample_rate: int,
+    *,
+    resample: bool = False,
+    downmix: bool = False,
+    allow_silence: bool = True,
+) -> torch.Tensor:
+    """Read a file with soundfile as a float32 mono tensor [N], checking what can go wrong.
+
+    Every failure is one line naming the file and what to do about it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InterpreterError(f"audio file {path} does not exist; check the manifest or path")
+    try:
+        data, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises several types for unreadable files
+        raise InterpreterError(
+            f"audio file {path} cannot be read ({err}); re-encode it as wav/flac/ogg"
+        ) from None
+    if data.shape[0] == 0:
+        raise InterpreterError(f"audio file {path} is empty; remove it or replace it")
+    if data.shape[1] > 1:
+        if not downmix:
+            raise InterpreterError(
+                f"audio file {path} has {data.shape[1]} channels, 1 expected; "
+                "convert it to mono or re-run data preparation"
+            )
+        data = data.mean(axis=1, keepdims=True)
+    if not np.isfinite(data).all():
+        raise InterpreterError(f"audio file {path} contains NaN or infinite samples; fix the file")
+    wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
+    if file_rate != sample_rate:
+        if not resample:
+            raise InterpreterError(
+                f"audio file {path} is at {file_rate} Hz, {sample_rate} Hz expected; "
+                "resample it or re-run data preparation"
+            )
+        wav = resample_wav(wav, file_rate, sample_rate)
+    if not allow_silence and float(wav.abs().max()) == 0.0:
+        raise InterpreterError(f"audio file {path} is silent; there is nothing to explain")
+    return wav
+
+
+def resample_wav(wav: torch.Tensor, orig_rate: int, new_rate: int) -> torch.Tensor:
+    """Band-limited resampling (torchaudio's sinc interpolation, pure torch)."""
+    import torchaudio.functional as AF
+
+    gcd = math.gcd(orig_rate, new_rate)
+    return AF.resample(wav, orig_rate // gcd, new_rate // gcd)
+
+
+def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int) -> None:
+    """Write a mono waveform as 32-bit float wav, so nothing is clipped or quantised."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(str(path), wav.detach().cpu().float().numpy(), sample_rate, subtype="FLOAT")

@@ -1,0 +1,283 @@
+"""InterpreterBrain: a frozen classifier, one front end, and the evaluation every method shares.
+
+A method subclass supplies only what differs: how it turns the classifier's hidden
+representations into a mask (``interpret``) and its training loss (``interpreter_loss``).
+Everything a user hears, sees or reads as a number is produced here, the same way for all.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+from speechbrain.utils.distributed import if_main_process
+
+from interpreters import metrics
+from interpreters.audio import Spectrum, save_audio
+from interpreters.errors import InterpreterError
+from interpreters.report import save_explanation_figure, write_metrics
+
+FAITHFULNESS_COLUMNS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
+GROUND_TRUTH_COLUMNS = ["SI-SDR", "SI-SDRi", "precision", "recall", "in-mix"]
+
+
+@dataclass
+class Explanation:
+    """What every method returns: mask, listenable interpretation and residual, the decision."""
+
+    mask: torch.Tensor  # [B, T, F] in [0, 1], time-frequency
+    interpretation: torch.Tensor  # [B, N] waveform of what the mask keeps
+    residual: torch.Tensor  # [B, N] waveform of what it removes
+    logits: torch.Tensor  # [B, C] classifier on the input
+    target: torch.Tensor  # [B] class explained
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)  # method-specific outputs
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        """Classifier's softmax on the input."""
+        return self.logits.softmax(dim=-1)
+
+
+def check_hparams(hparams: dict, required: list[str], where: str) -> None:
+    """One-line error for a missing yaml key, with the closest existing keys as a hint."""
+    import difflib
+
+    for key in required:
+        if key not in hparams:
+            close = difflib.get_close_matches(key, list(hparams), n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else ""
+            raise InterpreterError(f"{where}: yaml key '{key}' is missing{hint}; add it")
+
+
+def resolve_target(target, logits: torch.Tensor, labels: list[str]) -> torch.Tensor:
+    """Class indices [B] to explain: the decision when None, else names or indices given."""
+    batch = logits.shape[0]
+    if target is None:
+        return logits.argmax(dim=-1)
+    if isinstance(target, torch.Tensor):
+        return target.to(logits.device).long().expand(batch)
+    names = [target] if isinstance(target, (str, int)) else list(target)
+    indices = []
+    for name in names:
+        if isinstance(name, int):
+            if not 0 <= name < len(labels):
+                raise InterpreterError(f"target class {name} is out of range 0..{len(labels) - 1}")
+            indices.append(name)
+        elif name in labels:
+            indices.append(labels.index(name))
+        else:
+            raise InterpreterError(f"unknown class '{name}'; the classifier knows {labels}")
+    return torch.tensor(indices, device=logits.device).expand(batch)
+
+
+class InterpreterBrain(sb.core.Brain):
+    """Brain for trained interpreters; evaluation writes metrics, audio and pictures."""
+
+    required_hparams = ["classifier", "front_end", "output_folder", "method_name", "n_examples"]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        check_hparams(vars(self.hparams), self.required_hparams, type(self).__name__)
+        self.classifier = self.hparams.classifier.to(self.device).eval()
+        self.front_end = self.hparams.front_end.to(self.device)
+        self.eval_set = "test"
+        self.results: dict[str, dict[str, float]] = {}
+        self.accumulators: dict[str, metrics.MetricAccumulator] = {}
+
+    # ---- the contract -------------------------------------------------------------------
+
+    def explain(self, wavs: torch.Tensor, lens: torch.Tensor | None = None, target=None):
+        """Explain the classifier's decision (or ``target``) on a batch of waveforms."""
+        wavs = wavs.to(self.device)
+        with torch.no_grad():
+            logits, hidden = self.classifier.forward_with_hidden(wavs)
+        target = resolve_target(target, logits, self.classifier.labels)
+        spectrum = self.front_end.analyse(wavs)
+        mask = self.interpret(spectrum, hidden, target)
+        interpretation, residual = self.front_end.listenable(spectrum, mask)
+        return Explanation(mask, interpretation, residual, logits, target)
+
+    def interpret(
+        self, spectrum: Spectrum, hidden: list[torch.Tensor], target: torch.Tensor
+    ) -> torch.Tensor:
+        """Method-specific: a [B, T, F] mask in [0, 1] for ``target``."""
+        raise NotImplementedError
+
+    def interpreter_loss(
+        self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
+    ) -> torch.Tensor:
+        """Method-specific training loss from the classifier's view of both halves."""
+        raise NotImplementedError
+
+    # ---- SpeechBrain stages ---------------------------------------------------------------
+
+    def compute_forward(self, batch, stage):
+        """Explain, then let the classifier hear the interpretation and the residual."""
+        wavs, lens = batch.sig
+        explanation = self.explain(wavs, lens)
+        in_logits = self.classifier(explanation.interpretation)
+        out_logits = self.classifier(explanation.residual)
+        return explanation, in_logits, out_logits
+
+    def compute_objectives(self, outputs, batch, stage):
+        """Method loss; outside training also every metric, and examples at test time."""
+        explanation, in_logits, out_logits = outputs
+        loss = self.interpreter_loss(explanation, in_logits, out_logits)
+        if stage != sb.Stage.TRAIN:
+            self.record_metrics(batch, explanation, in_logits, out_logits)
+        if stage == sb.Stage.TEST:
+            self.save_examples(batch, explanation)
+        return loss
+
+    def on_stage_start(self, stage, epoch=None) -> None:
+        """Fresh metric accumulators for each evaluation pass."""
+        self.accumulators = {"method": metrics.MetricAccumulator()}
+        self.n_saved = 0
+
+    def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
+        """Log, keep the best checkpoint by validation loss, store test results."""
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        summary = {"loss": stage_loss, **self.accumulators["method"].summary()}
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch},
+                train_stats={"loss": self.train_loss},
+                valid_stats=summary,
+            )
+            self.checkpointer.save_and_keep_only(meta=summary, min_keys=["loss"])
+            return
+        self.results[f"{self.hparams.method_name} · {self.eval_set}"] = summary
+        if "oracle" in self.accumulators:
+            oracle = self.accumulators["oracle"].summary()
+            self.results[f"oracle mask · {self.eval_set}"] = oracle
+        self.hparams.train_logger.log_stats(
+            stats_meta={"evaluation set": self.eval_set}, test_stats=summary
+        )
+
+    # ---- evaluation -------------------------------------------------------------------------
+
+    def record_metrics(self, batch, explanation: Explanation, in_logits, out_logits) -> None:
+        """Faithfulness and mask statistics; ground truth when the batch has stems."""
+        values = {
+            **metrics.faithfulness(
+                explanation.probabilities,
+                in_logits.softmax(-1),
+                out_logits.softmax(-1),
+                explanation.target,
+            ),
+            **metrics.mask_statistics(explanation.mask),
+        }
+        if hasattr(batch, "stem_labels"):
+            values.update(self.ground_truth(batch, explanation))
+        self.accumulators["method"].update(values)
+
+    def ground_truth(self, batch, explanation: Explanation) -> dict[str, torch.Tensor]:
+        """Score against the stem of the class the classifier picked; also the oracle mask's score.
+
+        Items whose decision is neither source of the mixture get NaN (counted, not averaged).
+        """
+        mixture, lens = batch.sig.data.to(self.device), batch.sig.lengths.to(self.device)
+        stems = torch.stack([batch.stem1_sig.data, batch.stem2_sig.data], dim=1).to(self.device)
+        hit = batch.stem_labels.data.to(self.device) == explanation.target[:, None]
+        found = hit.any(dim=1)
+        which = hit.float().argmax(dim=1)
+        rows = torch.arange(len(which), device=self.device)
+        target_stem, other_stem = stems[rows, which], stems[rows, 1 - which]
+        values = self.ground_truth_scores(
+            explanation.interpretation, explanation.mask, mixture, target_stem, other_stem, lens
+        )
+        values = {k: torch.where(found, v, torch.nan) for k, v in values.items()}
+        values["in-mix"] = 100.0 * found.float()
+        self.record_oracle(mixture, target_stem, other_stem, lens, explanation, found)
+        return values
+
+    def ground_truth_scores(self, interpretation, mask, mixture, target_stem, other_stem, lens):
+        """SI-SDR(i) of an interpretation and its mask's energy precision/recall."""
+        magnitude = {
+            name: self.front_end.stft(wav).abs()
+            for name, wav in (("mix", mixture), ("target", target_stem), ("other", other_stem))
+        }
+        precision, recall = metrics.mask_energy_precision_recall(
+            mask, magnitude["mix"], magnitude["target"], magnitude["other"]
+        )
+        scores = metrics.ground_truth(interpretation, mixture, target_stem, lens)
+        return {**scores, "precision": 100 * precision, "recall": 100 * recall}
+
+    def record_oracle(self, mixture, target_stem, other_stem, lens, explanation, found) -> None:
+        """The ideal mask of the picked stem: the best any mask-based explanation can do."""
+        spectrum = self.front_end.analyse(mixture)
+        mask = self.front_end.ideal_mask(mixture, target_stem)
+        interpretation, residual = self.front_end.listenable(spectrum, mask)
+        values = {
+            **metrics.faithfulness(
+                explanation.probabilities,
+                self.classifier(interpretation).softmax(-1),
+                self.classifier(residual).softmax(-1),
+                explanation.target,
+            ),
+            **metrics.mask_statistics(mask),
+            **self.ground_truth_scores(
+                interpretation, mask, mixture, target_stem, other_stem, lens
+            ),
+        }
+        values = {k: torch.where(found, v, torch.nan) for k, v in values.items()}
+        self.accumulators.setdefault("oracle", metrics.MetricAccumulator()).update(values)
+
+    def save_examples(self, batch, explanation: Explanation) -> None:
+        """Write input / interpretation / residual wavs and a picture for the first examples."""
+        if not if_main_process() or self.n_saved >= self.hparams.n_examples:
+            return
+        folder = Path(self.hparams.output_folder) / "examples" / self.eval_set
+        wavs = batch.sig.data.to(self.device)
+        spectrum = self.front_end.analyse(wavs)
+        rate = self.classifier.sample_rate
+        for i, uid in enumerate(batch.id[: self.hparams.n_examples - self.n_saved]):
+            label = self.classifier.labels[int(explanation.target[i])]
+            name = f"{uid}_{label}"
+            sounds = {
+                "input": wavs[i],
+                "interpretation": explanation.interpretation[i],
+                "residual": explanation.residual[i],
+            }
+            for kind, wav in sounds.items():
+                save_audio(folder / "wav" / f"{name}_{kind}.wav", wav, rate)
+            probability = float(explanation.probabilities[i, explanation.target[i]])
+            save_explanation_figure(
+                folder / "png" / f"{name}.png",
+                spectrum.compressed[i],
+                explanation.mask[i],
+                title=f"{uid}: explaining '{label}' (p={probability:.2f})",
+                frame_rate=rate / self.front_end.hop_length,
+                max_freq=rate / 2,
+            )
+            self.n_saved += 1
+
+    def run_evaluation(self, datasets: dict, loader_kwargs: dict) -> Path:
+        """Evaluate the best checkpoint on every set in ``eval_sets``; write the metrics files."""
+        if self.checkpointer.find_checkpoint(min_key="loss") is None:
+            raise InterpreterError(
+                f"no trained checkpoint in {self.checkpointer.checkpoints_dir}; "
+                "train it first with recipes/train.py and the same yaml"
+            )
+        for name in self.hparams.eval_sets:
+            self.eval_set = name
+            self.evaluate(datasets[name], min_key="loss", test_loader_kwargs=dict(loader_kwargs))
+        columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS
+        if if_main_process():
+            write_metrics(self.hparams.output_folder, self.results, columns)
+        return Path(self.hparams.output_folder) / "metrics.md"
+
+
+def total_variation(mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring time and frequency bins of a [B, T, F] mask."""
+    return (mask.diff(dim=1).abs().mean() + mask.diff(dim=2).abs().mean()) / 2
+
+
+def decision_cross_entropy(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the classifier's view of a signal against the decision being explained."""
+    return F.cross_entropy(logits, target)

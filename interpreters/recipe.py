@@ -1,0 +1,107 @@
+"""What train.py and evaluate.py share: yaml loading with clear errors, data prep, the Brain."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import speechbrain as sb
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.distributed import run_on_main
+
+from interpreters.brain import check_hparams
+from interpreters.data.dataio import build_datasets
+from interpreters.errors import InterpreterError
+
+logger = logging.getLogger(__name__)
+
+RECIPE_KEYS = [
+    "output_folder",
+    "data_folder",
+    "prepare_data",
+    "manifests",
+    "labels",
+    "sample_rate",
+    "brain_class",
+    "modules",
+    "opt_class",
+    "checkpointer",
+    "epoch_counter",
+    "train_dataloader_opts",
+    "test_dataloader_opts",
+]
+
+
+def load_hparams(hparams_file: str, overrides: str | dict | None) -> dict:
+    """Load a recipe yaml; a missing file or an override naming no yaml key is one line."""
+    path = Path(hparams_file)
+    if not path.is_file():
+        raise InterpreterError(f"hparams file {path} does not exist; pick one from hparams/")
+    with open(path) as stream:
+        try:
+            hparams = load_hyperpyyaml(stream, overrides)
+        except KeyError as err:
+            message = str(err).strip("'\"")
+            if message.startswith("Override"):
+                raise InterpreterError(
+                    f"{path}: {message.split(' not found')[0]} is not a key of this yaml; "
+                    "check its spelling against the file"
+                ) from None
+            raise
+    check_hparams(hparams, RECIPE_KEYS, str(path))
+    return hparams
+
+
+def prepare(argv: list[str]):
+    """Parse arguments, load the yaml, prepare data on the main process, build the Brain."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    hparams = load_hparams(hparams_file, overrides)
+    sb.create_experiment_directory(
+        experiment_directory=hparams["output_folder"],
+        hyperparams_to_save=hparams_file,
+        overrides=overrides,
+    )
+    run_on_main(hparams["prepare_data"])
+    datasets = build_datasets(
+        hparams["manifests"], hparams["data_folder"], hparams["labels"], hparams["sample_rate"]
+    )
+    brain = hparams["brain_class"](
+        modules=hparams["modules"],
+        opt_class=hparams["opt_class"],
+        hparams=hparams,
+        run_opts=run_opts,
+        checkpointer=hparams["checkpointer"],
+    )
+    return hparams, datasets, brain
+
+
+def train(argv: list[str]) -> Path:
+    """Train (resuming from the last checkpoint), evaluate the best one; path of its table."""
+    hparams, datasets, brain = prepare(argv)
+    brain.fit(
+        hparams["epoch_counter"],
+        datasets["train"],
+        datasets["valid"],
+        train_loader_kwargs=hparams["train_dataloader_opts"],
+        valid_loader_kwargs=hparams["test_dataloader_opts"],
+    )
+    return brain.run_evaluation(datasets, hparams["test_dataloader_opts"])
+
+
+def evaluate(argv: list[str]) -> Path:
+    """Evaluate the best checkpoint of a trained run without training further; its table."""
+    hparams, datasets, brain = prepare(argv)
+    brain.checkpointer.recover_if_possible()
+    return brain.run_evaluation(datasets, hparams["test_dataloader_opts"])
+
+
+def main(step, argv: list[str]) -> int:
+    """Run a recipe step; user-fixable problems print one line and exit with status 2."""
+    try:
+        table = step(argv)
+    except InterpreterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(table.read_text())
+    return 0

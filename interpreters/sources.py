@@ -1,0 +1,132 @@
+"""Pretrained folders and hub ids, fetched through SpeechBrain so both take the same path.
+
+A source is a local folder or a Hugging Face hub id holding ``hyperparams.yaml`` plus one
+``<name>.ckpt`` per module. When the hub cannot be reached we say so within seconds instead of
+letting the download client retry for half a minute.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+import yaml
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
+
+from interpreters.errors import InterpreterError
+
+HUB_PROBE_SECONDS = 3.0
+
+
+def is_local(source: str) -> bool:
+    """True when ``source`` names a path on disk rather than a hub id ("owner/name")."""
+    if Path(source).exists() or source.startswith((".", "/", "~")):
+        return True
+    return source.count("/") != 1
+
+
+def hub_reachable() -> bool:
+    """Whether the hub answers a TCP connection quickly; False when HF_HUB_OFFLINE is set."""
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return False
+    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    try:
+        with socket.create_connection((host, 443), timeout=HUB_PROBE_SECONDS):
+            return True
+    except OSError:
+        return False
+
+
+def fetch_files(source: str, names: list[str], savedir: str | Path, key: str) -> dict[str, Path]:
+    """Collect hyperparams.yaml and one <name>.ckpt per name from ``source`` into ``savedir``.
+
+    Returns local paths keyed by name (and "hyperparams"); errors name ``key`` and what to do.
+    """
+    source = str(source)
+    filenames = {"hyperparams": "hyperparams.yaml", **{name: name + ".ckpt" for name in names}}
+    if is_local(source):
+        folder = Path(source).expanduser()
+        if not folder.is_dir():
+            raise InterpreterError(
+                f"{key} {source} is not a folder; train it first or point {key} at a folder "
+                "holding hyperparams.yaml and the .ckpt files"
+            )
+        missing = [f for f in filenames.values() if not (folder / f).is_file()]
+        if missing:
+            raise InterpreterError(
+                f"{key} {source} lacks {', '.join(missing)}; export it with recipes/train.py "
+                "(its pretrained/ folder) or copy the missing files there"
+            )
+        source = str(folder.resolve())
+        config = FetchConfig()
+    else:
+        config = FetchConfig(allow_network=hub_reachable())
+    try:
+        return {
+            name: Path(
+                fetch(
+                    filename,
+                    source,
+                    savedir=savedir,
+                    fetch_config=config,
+                    local_strategy=LocalStrategy.SYMLINK,
+                )
+            )
+            for name, filename in filenames.items()
+        }
+    except Exception as err:
+        reason = "the hub cannot be reached (offline)" if not config.allow_network else err
+        raise InterpreterError(
+            f"{key} {source} could not be fetched: {reason}; download it and set {key} "
+            "to the local folder"
+        ) from None
+
+
+def load_state(module: torch.nn.Module, path: Path, key: str) -> None:
+    """Strictly load a state dict; a mismatch or a corrupt file is a one-line error."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        module.load_state_dict(state, strict=True)
+    except Exception as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InterpreterError(
+            f"{key}: checkpoint {path} does not fit the model ({first_line}); "
+            "re-export it or fix the yaml that describes the model"
+        ) from None
+
+
+def load_classifier(source: str, savedir: str | Path, key: str = "classifier_source"):
+    """Load a frozen classifier (module + labels) from a folder or hub id."""
+    files = fetch_files(source, ["classifier"], savedir, key)
+    with open(files["hyperparams"]) as stream:
+        hparams = load_hyperpyyaml(stream)
+    classifier = hparams["classifier"]
+    load_state(classifier, files["classifier"], key)
+    classifier.eval()
+    classifier.requires_grad_(False)
+    return classifier
+
+
+def export_classifier(classifier, folder: str | Path) -> Path:
+    """Write ``hyperparams.yaml`` + ``classifier.ckpt`` (+ label_encoder.txt) that rebuild it."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    cls = type(classifier)
+    config = {k: list(v) if isinstance(v, tuple) else v for k, v in classifier.config.items()}
+    body = yaml.safe_dump(config, default_flow_style=None, sort_keys=False, width=100)
+    indented = "".join("    " + line + "\n" for line in body.splitlines())
+    (folder / "hyperparams.yaml").write_text(
+        "# Inference hyperparameters of a classifier exported by interpreters.\n"
+        f"sample_rate: {classifier.sample_rate}\n"
+        f"classifier: !new:{cls.__module__}.{cls.__qualname__}\n{indented}"
+    )
+    torch.save(classifier.state_dict(), folder / "classifier.ckpt")
+    (folder / "label_encoder.txt").write_text(
+        "".join(f"'{label}' => {i}\n" for i, label in enumerate(classifier.labels))
+        + "================\n'starting_index' => 0\n"
+    )
+    return folder

@@ -1,0 +1,57 @@
+"""Shared fixtures: offline hub, tiny synth data, and a helper to run recipes as a user would."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+
+import interpreters  # noqa: E402,F401
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Overrides that shrink the embedded dataset so a whole recipe runs in seconds.
+TINY_DATA = [
+    "--n_train_per_class=4",
+    "--n_valid_per_class=2",
+    "--n_test_per_class=2",
+    "--n_mixtures=6",
+    "--duration=0.5",
+]
+
+
+def run_recipe(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run recipes/<script> in a subprocess from the project root, as a user would."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recipes" / script), *args, "--device=cpu"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"{script} failed:\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def trained_classifier(tmp_path_factory):
+    """A spectrogram CNN trained for one epoch on tiny synth data through recipes/train.py."""
+    base = tmp_path_factory.mktemp("classifier")
+    data = base / "data"
+    out = base / "spec_cnn"
+    run_recipe(
+        "train.py",
+        "hparams/spec_cnn.yaml",
+        f"--data_folder={data}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        "--batch_size=8",
+        *TINY_DATA,
+    )
+    return {"data": data, "output": out, "pretrained": out / "pretrained"}

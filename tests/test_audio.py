@@ -1,0 +1,86 @@
+"""The shared front end: analysis/resynthesis, masks, oracle mask, audio reading and its errors."""
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from interpreters.audio import FrontEnd, load_audio, save_audio
+from interpreters.errors import InterpreterError
+
+
+@pytest.mark.parametrize("length", [8000, 8001, 7777])
+def test_full_mask_gives_back_the_input_and_empty_mask_silence(length):
+    torch.manual_seed(0)
+    front_end = FrontEnd(16000, n_fft=512, hop_length=128)
+    wavs = torch.randn(2, length) * 0.1
+    spectrum = front_end.analyse(wavs)
+    assert spectrum.compressed.shape == (2, front_end.n_frames(length), front_end.n_freqs)
+    interpretation, residual = front_end.listenable(spectrum, torch.ones_like(spectrum.compressed))
+    assert interpretation.shape == wavs.shape
+    assert torch.allclose(interpretation, wavs, atol=1e-4)
+    assert residual.abs().max() < 1e-6
+
+
+def test_half_mask_halves_the_compressed_magnitude():
+    front_end = FrontEnd(16000, n_fft=256, hop_length=64, compression="log1p")
+    wav = torch.sin(torch.arange(4000) * 0.3).unsqueeze(0)
+    spectrum = front_end.analyse(wav)
+    kept = front_end.synthesise(spectrum, torch.full_like(spectrum.compressed, 0.5))
+    again = front_end.analyse(kept).compressed
+    middle = slice(4, -4)  # away from the edges, where STFT consistency is exact enough
+    peak = spectrum.compressed[0, middle].amax(dim=-1)
+    assert torch.allclose(again[0, middle].amax(dim=-1), peak / 2, rtol=0.05)
+
+
+def test_ideal_mask_recovers_a_source_better_than_the_mixture():
+    front_end = FrontEnd(16000, n_fft=512, hop_length=128)
+    t = torch.arange(16000) / 16000
+    target = torch.sin(2 * torch.pi * 440 * t).unsqueeze(0) * 0.5
+    other = torch.sin(2 * torch.pi * 3000 * t).unsqueeze(0) * 0.5
+    mixture = target + other
+    mask = front_end.ideal_mask(mixture, target)
+    assert mask.min() >= 0 and mask.max() <= 1
+    estimate = front_end.synthesise(front_end.analyse(mixture), mask)
+    error_mix = (mixture - target).pow(2).mean()
+    error_oracle = (estimate - target).pow(2).mean()
+    assert error_oracle < 0.01 * error_mix
+
+
+def test_unknown_compression_is_a_clear_error():
+    with pytest.raises(InterpreterError, match="compression 'cube'"):
+        FrontEnd(compression="cube")
+
+
+def test_save_and_load_round_trip(tmp_path):
+    wav = torch.linspace(-0.5, 0.5, 1601)
+    save_audio(tmp_path / "a.wav", wav, 16000)
+    back = load_audio(tmp_path / "a.wav", 16000)
+    assert torch.allclose(back, wav)
+
+
+def test_load_audio_errors_name_the_file(tmp_path):
+    with pytest.raises(InterpreterError, match="missing.wav does not exist"):
+        load_audio(tmp_path / "missing.wav", 16000)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF0000WAVEnot really audio")
+    with pytest.raises(InterpreterError, match="corrupt.wav cannot be read"):
+        load_audio(corrupt, 16000)
+    stereo = tmp_path / "stereo.wav"
+    sf.write(stereo, np.zeros((800, 2), dtype="float32") + 0.1, 16000)
+    with pytest.raises(InterpreterError, match="stereo.wav has 2 channels"):
+        load_audio(stereo, 16000)
+    assert load_audio(stereo, 16000, downmix=True).shape == (800,)
+    rate = tmp_path / "rate.wav"
+    sf.write(rate, np.full(4410, 0.1, dtype="float32"), 44100)
+    with pytest.raises(InterpreterError, match="44100 Hz, 16000 Hz expected"):
+        load_audio(rate, 16000)
+    assert load_audio(rate, 16000, resample=True).shape == (1600,)
+    silent = tmp_path / "silent.wav"
+    sf.write(silent, np.zeros(800, dtype="float32"), 16000)
+    with pytest.raises(InterpreterError, match="silent.wav is silent"):
+        load_audio(silent, 16000, allow_silence=False)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.array([0.1, np.nan, 0.2], dtype="float32"), 16000, subtype="FLOAT")
+    with pytest.raises(InterpreterError, match="nan.wav contains NaN"):
+        load_audio(nan, 16000)

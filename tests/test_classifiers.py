@@ -1,0 +1,74 @@
+"""Classifiers: shapes and hidden maps, LRP-ready modules, export and reload through fetching."""
+
+import time
+
+import pytest
+import torch
+import torch.nn as nn
+
+from interpreters.classifiers.cnn14 import CNN14Classifier
+from interpreters.classifiers.spectrogram_cnn import SpectrogramCNN
+from interpreters.classifiers.waveform_cnn import WaveformCNN
+from interpreters.errors import InterpreterError
+from interpreters.sources import export_classifier, load_classifier
+
+LABELS = ["a", "b", "c"]
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SpectrogramCNN(LABELS, n_fft=256, hop_length=128, channels=[4, 8]),
+        lambda: WaveformCNN(LABELS, channels=[4, 4, 8]),
+    ],
+)
+def test_logits_and_hidden_maps(make):
+    classifier = make().eval()
+    logits, hidden = classifier.forward_with_hidden(torch.randn(2, 8000))
+    assert logits.shape == (2, 3)
+    assert [h.shape[1] for h in hidden] == classifier.hidden_channels
+    assert torch.allclose(classifier(torch.randn(2, 8000) * 0), classifier(torch.zeros(2, 8000)))
+    # LRP-ready: every activation and pooling is a module, never a functional call.
+    kinds = {type(m) for m in classifier.modules()}
+    assert nn.ReLU in kinds
+
+
+def test_cnn14_wraps_speechbrain_blocks():
+    classifier = CNN14Classifier(LABELS, n_fft=512, hop_length=256, n_mels=32, emb_dim=64).eval()
+    logits, hidden = classifier.forward_with_hidden(torch.randn(1, 16000))
+    assert logits.shape == (1, 3)
+    assert [h.shape[1] for h in hidden] == classifier.hidden_channels
+
+
+def test_export_then_load_gives_the_same_outputs(tmp_path):
+    torch.manual_seed(0)
+    classifier = SpectrogramCNN(LABELS, n_fft=256, hop_length=128, channels=[4, 8]).eval()
+    export_classifier(classifier, tmp_path / "pretrained")
+    assert (tmp_path / "pretrained" / "label_encoder.txt").read_text().startswith("'a' => 0")
+    loaded = load_classifier(str(tmp_path / "pretrained"), tmp_path / "collected")
+    assert loaded.labels == LABELS
+    assert not any(p.requires_grad for p in loaded.parameters())
+    wavs = torch.randn(2, 4000)
+    assert torch.equal(loaded(wavs), classifier(wavs))
+
+
+def test_source_errors_are_one_clear_line(tmp_path):
+    with pytest.raises(InterpreterError, match="is not a folder"):
+        load_classifier(str(tmp_path / "nothing_here"), tmp_path / "c")
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "hyperparams.yaml").write_text("sample_rate: 16000\n")
+    with pytest.raises(InterpreterError, match="lacks classifier.ckpt"):
+        load_classifier(str(tmp_path / "half"), tmp_path / "c")
+    classifier = SpectrogramCNN(LABELS, n_fft=256, hop_length=128, channels=[4, 8])
+    export_classifier(classifier, tmp_path / "corrupt")
+    (tmp_path / "corrupt" / "classifier.ckpt").write_bytes(b"not a checkpoint")
+    with pytest.raises(InterpreterError, match="does not fit the model"):
+        load_classifier(str(tmp_path / "corrupt"), tmp_path / "c2")
+
+
+def test_hub_id_offline_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.monotonic()
+    with pytest.raises(InterpreterError, match="could not be fetched: the hub cannot be reached"):
+        load_classifier("nobody/no-such-classifier", tmp_path / "c")
+    assert time.monotonic() - start < 10

@@ -1,0 +1,81 @@
+"""End to end through the real recipes: classifier and L-MAC trained, saved, reloaded, evaluated."""
+
+import json
+
+import soundfile as sf
+from conftest import TINY_DATA, run_recipe
+
+
+def _lmac_args(trained_classifier, output, *extra):
+    return [
+        "hparams/lmac.yaml",
+        f"--data_folder={trained_classifier['data']}",
+        f"--classifier_source={trained_classifier['pretrained']}",
+        f"--output_folder={output}",
+        "--batch_size=4",
+        "--n_examples=2",
+        *TINY_DATA,
+        *extra,
+    ]
+
+
+def test_classifier_recipe_trains_checkpoints_and_exports(trained_classifier):
+    out = trained_classifier["output"]
+    assert list((out / "save").glob("CKPT+*/classifier.ckpt")), "no checkpoint written"
+    for name in ("hyperparams.yaml", "classifier.ckpt", "label_encoder.txt"):
+        assert (trained_classifier["pretrained"] / name).is_file()
+    metrics = json.loads((out / "metrics.json").read_text())
+    accuracy = metrics["spec_cnn · test"]["accuracy"]
+    assert 0.0 <= accuracy <= 100.0
+
+
+def test_lmac_recipe_trains_evaluates_and_resumes(trained_classifier, tmp_path):
+    out = tmp_path / "lmac"
+    first = run_recipe("train.py", *_lmac_args(trained_classifier, out, "--number_of_epochs=1"))
+    assert "L-MAC · mixtures" in first.stdout
+    checkpoints = list((out / "save").glob("CKPT+*"))
+    assert len(checkpoints) == 1 and (checkpoints[0] / "decoder.ckpt").is_file()
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    test_row, mix_row = metrics["L-MAC · test"], metrics["L-MAC · mixtures"]
+    for key in ("AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"):
+        assert key in test_row and key in mix_row
+    assert 0.0 <= test_row["MM"] <= 1.0
+    assert "SI-SDRi" in metrics["oracle mask · mixtures"]
+    assert "| L-MAC · test |" in (out / "metrics.md").read_text()
+
+    wavs = sorted((out / "examples" / "test" / "wav").glob("*_interpretation.wav"))
+    assert len(wavs) == 2
+    audio, rate = sf.read(wavs[0])
+    assert rate == 16000 and len(audio) == 8000
+    assert list((out / "examples" / "mixtures" / "png").glob("*.png"))
+
+    # Same command again: the finished run is reused, and a second epoch resumes from epoch 1.
+    run_recipe("train.py", *_lmac_args(trained_classifier, out, "--number_of_epochs=2"))
+    trained = json.loads((out / "metrics.json").read_text())
+    log = (out / "train_log.txt").read_text()
+    assert "epoch: 1" in log and "epoch: 2" in log
+    assert log.count("epoch: 1,") == 1
+
+    # Evaluation alone reloads the best checkpoint and gives the same table.
+    again = run_recipe("evaluate.py", *_lmac_args(trained_classifier, out, "--number_of_epochs=2"))
+    assert "L-MAC · test" in again.stdout
+    assert json.loads((out / "metrics.json").read_text()) == trained
+
+
+def test_bad_override_key_is_one_line(trained_classifier, tmp_path):
+    result = run_recipe(
+        "train.py", *_lmac_args(trained_classifier, tmp_path / "x", "--lamda_in=3"), check=False
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "lamda_in" in result.stderr and "not a key" in result.stderr
+
+
+def test_missing_classifier_source_is_one_line(trained_classifier, tmp_path):
+    args = _lmac_args(trained_classifier, tmp_path / "x")
+    args = [a for a in args if not a.startswith("--classifier_source")]
+    args.append(f"--classifier_source={tmp_path / 'no_classifier'}")
+    result = run_recipe("train.py", *args, check=False)
+    assert result.returncode == 2
+    assert "classifier_source" in result.stderr and "is not a folder" in result.stderr
