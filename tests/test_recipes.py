@@ -79,3 +79,32 @@ def test_missing_classifier_source_is_one_line(trained_classifier, tmp_path):
     result = run_recipe("train.py", *args, check=False)
     assert result.returncode == 2
     assert "classifier_source" in result.stderr and "is not a folder" in result.stderr
+
+
+def test_manifest_pointing_at_a_missing_file_names_it(trained_classifier, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(trained_classifier["data"], data)
+    victim = sorted((data / "train").glob("*.wav"))[0]
+    victim.unlink()
+    args = _lmac_args(trained_classifier, tmp_path / "x", "--number_of_epochs=1")
+    args = [a for a in args if not a.startswith("--data_folder")] + [f"--data_folder={data}"]
+    result = run_recipe("train.py", *args, check=False)
+    assert result.returncode == 2
+    assert f"{victim.name} does not exist" in result.stderr
+
+
+def test_unwritable_data_folder_is_one_line(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    result = run_recipe(
+        "train.py",
+        "hparams/spec_cnn.yaml",
+        f"--data_folder={blocker / 'synth'}",
+        f"--output_folder={tmp_path / 'out'}",
+        *TINY_DATA,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "not writable" in result.stderr and "data_folder" in result.stderr

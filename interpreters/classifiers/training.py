@@ -67,7 +67,6 @@ class ClassifierBrain(sb.core.Brain):
         results = {f"{self.hparams.classifier_name} · test": self.test_stats}
         if if_main_process():
             write_metrics(self.hparams.output_folder, results, ["accuracy", "loss"])
-            export_classifier(
-                self.modules.classifier, Path(self.hparams.output_folder) / "pretrained"
-            )
+            classifier = getattr(self.modules.classifier, "module", self.modules.classifier)
+            export_classifier(classifier, Path(self.hparams.output_folder) / "pretrained")
         return Path(self.hparams.output_folder) / "metrics.md"
