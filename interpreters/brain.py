@@ -77,6 +77,7 @@ class InterpreterBrain(sb.core.Brain):
     """Brain for trained interpreters; evaluation writes metrics, audio and pictures."""
 
     required_hparams = ["classifier", "front_end", "output_folder", "method_name", "n_examples"]
+    trainable = True  # False for attribution baselines: nothing to train or checkpoint
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -96,15 +97,31 @@ class InterpreterBrain(sb.core.Brain):
             logits, hidden = self.classifier.forward_with_hidden(wavs)
         target = resolve_target(target, logits, self.classifier.labels)
         spectrum = self.front_end.analyse(wavs)
-        mask = self.interpret(spectrum, hidden, target)
+        mask, extras = self.interpret(spectrum, hidden, target)
         interpretation, residual = self.front_end.listenable(spectrum, mask)
-        return Explanation(mask, interpretation, residual, logits, target)
+        return Explanation(mask, interpretation, residual, logits, target, extras)
 
     def interpret(
         self, spectrum: Spectrum, hidden: list[torch.Tensor], target: torch.Tensor
-    ) -> torch.Tensor:
-        """Method-specific: a [B, T, F] mask in [0, 1] for ``target``."""
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Method-specific: a [B, T, F] mask in [0, 1] for ``target``, plus any extra outputs
+        its loss or metrics need (kept in ``Explanation.extras``)."""
         raise NotImplementedError
+
+    def method_metrics(self, explanation: Explanation) -> dict[str, torch.Tensor]:
+        """Method-specific per-example metrics added to the shared ones (none by default)."""
+        return {}
+
+    def time_frequency_mask(self, explanation: Explanation, wavs: torch.Tensor) -> torch.Tensor:
+        """The explanation's mask on this front end's grid; for masks over another domain
+        (e.g. a learnt encoder), the mask that turns the input into the interpretation."""
+        if explanation.mask.shape == (
+            len(wavs),
+            self.front_end.n_frames(wavs.shape[-1]),
+            self.front_end.n_freqs,
+        ):
+            return explanation.mask
+        return self.front_end.ideal_mask(wavs, explanation.interpretation)
 
     def interpreter_loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
@@ -171,6 +188,7 @@ class InterpreterBrain(sb.core.Brain):
                 explanation.target,
             ),
             **metrics.mask_statistics(explanation.mask),
+            **self.method_metrics(explanation),
         }
         if hasattr(batch, "stem_labels"):
             values.update(self.ground_truth(batch, explanation))
@@ -188,8 +206,9 @@ class InterpreterBrain(sb.core.Brain):
         which = hit.float().argmax(dim=1)
         rows = torch.arange(len(which), device=self.device)
         target_stem, other_stem = stems[rows, which], stems[rows, 1 - which]
+        mask = self.time_frequency_mask(explanation, mixture)
         values = self.ground_truth_scores(
-            explanation.interpretation, explanation.mask, mixture, target_stem, other_stem, lens
+            explanation.interpretation, mask, mixture, target_stem, other_stem, lens
         )
         values = {k: torch.where(found, v, torch.nan) for k, v in values.items()}
         values["in-mix"] = 100.0 * found.float()
@@ -235,6 +254,7 @@ class InterpreterBrain(sb.core.Brain):
         folder = Path(self.hparams.output_folder) / "examples" / self.eval_set
         wavs = batch.sig.data.to(self.device)
         spectrum = self.front_end.analyse(wavs)
+        mask = self.time_frequency_mask(explanation, wavs)
         rate = self.classifier.sample_rate
         for i, uid in enumerate(batch.id[: self.hparams.n_examples - self.n_saved]):
             label = self.classifier.labels[int(explanation.target[i])]
@@ -250,7 +270,7 @@ class InterpreterBrain(sb.core.Brain):
             save_explanation_figure(
                 folder / "png" / f"{name}.png",
                 spectrum.compressed[i],
-                explanation.mask[i],
+                mask[i],
                 title=f"{uid}: explaining '{label}' (p={probability:.2f})",
                 frame_rate=rate / self.front_end.hop_length,
                 max_freq=rate / 2,
@@ -259,7 +279,7 @@ class InterpreterBrain(sb.core.Brain):
 
     def run_evaluation(self, datasets: dict, loader_kwargs: dict) -> Path:
         """Evaluate the best checkpoint on every set in ``eval_sets``; write the metrics files."""
-        if self.checkpointer.find_checkpoint(min_key="loss") is None:
+        if self.trainable and self.checkpointer.find_checkpoint(min_key="loss") is None:
             raise InterpreterError(
                 f"no trained checkpoint in {self.checkpointer.checkpoints_dir}; "
                 "train it first with recipes/train.py and the same yaml"

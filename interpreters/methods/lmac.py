@@ -81,9 +81,9 @@ class LMAC(InterpreterBrain):
         "lambda_tv",
     ]
 
-    def interpret(self, spectrum: Spectrum, hidden: list[torch.Tensor], target) -> torch.Tensor:
+    def interpret(self, spectrum: Spectrum, hidden: list[torch.Tensor], target):
         """The decoder's mask; the decision is implicit in the hidden representations."""
-        return self.modules.decoder(hidden, spectrum.compressed)
+        return self.modules.decoder(hidden, spectrum.compressed), {}
 
     def interpreter_loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
