@@ -2,7 +2,9 @@
 
 import json
 
+import pytest
 import soundfile as sf
+import torch
 from conftest import TINY_DATA, run_recipe
 
 
@@ -108,3 +110,27 @@ def test_unwritable_data_folder_is_one_line(tmp_path):
     )
     assert result.returncode == 2
     assert "not writable" in result.stderr and "data_folder" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "yaml, extra",
+    [("hparams/wave_cnn.yaml", []), ("hparams/cnn14.yaml", ["--emb_dim=64"])],
+)
+def test_other_classifiers_train_and_export(trained_classifier, tmp_path, yaml, extra):
+    out = tmp_path / "run"
+    result = run_recipe(
+        "train.py",
+        yaml,
+        f"--data_folder={trained_classifier['data']}",
+        f"--output_folder={out}",
+        "--number_of_epochs=1",
+        "--batch_size=8",
+        *TINY_DATA,
+        *extra,
+    )
+    assert "· test" in result.stdout
+    from interpreters.sources import load_classifier
+
+    classifier = load_classifier(str(out / "pretrained"), tmp_path / "collected")
+    assert len(classifier.labels) == 11
+    assert classifier(torch.zeros(1, 8000)).shape == (1, 11)
