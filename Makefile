@@ -5,32 +5,46 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
 APT_PACKAGES :=
+APT_TEST_PACKAGES := chromium
+RUN := results/lmac_spec_cnn_synth
 export HF_HUB_OFFLINE ?= 1
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup apt-test demo test lint format clean
 
 setup: $(STAMP) $(APT_STAMP)
 
-$(STAMP): requirements.txt requirements-dev.txt constraints.txt setup.py
+$(STAMP): requirements.txt requirements-dev.txt requirements-nodeps.txt constraints.txt setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check \
 		-c constraints.txt -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps \
+		-c constraints.txt -r requirements-nodeps.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
 	touch $@
 
-# Debian packages the project needs (none yet for the core; later features add theirs here).
+# Debian packages: APT_PACKAGES for everything, APT_TEST_PACKAGES (headless browser) for tests.
+APT_INSTALL = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
 $(APT_STAMP):
-	@if [ -n "$(APT_PACKAGES)" ]; then \
-		if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq $(APT_PACKAGES); \
-		else sudo apt-get update -qq && sudo apt-get install -y -qq $(APT_PACKAGES); fi; fi
+	@$(call APT_INSTALL,$(APT_PACKAGES))
 	mkdir -p $(VENV) && touch $@
+
+apt-test:
+	@$(call APT_INSTALL,$(APT_TEST_PACKAGES))
 
 demo: setup
 	$(PY) recipes/train.py hparams/spec_cnn.yaml
 	$(PY) recipes/train.py hparams/lmac.yaml
-	@echo "Results: results/lmac_spec_cnn_synth/ (metrics.md, metrics.json, examples/*/wav, examples/*/png)"
+	$(PY) recipes/export.py --run $(RUN) --out pretrained/lmac_spec_cnn_synth
+	$(PY) recipes/interpret.py --source pretrained/lmac_spec_cnn_synth --out $(RUN)/report \
+		$(RUN)/examples/test/wav/*_input.wav $(RUN)/examples/mixtures/wav/*_input.wav
+	@echo "Results: $(RUN)/ (metrics.md, metrics.json, examples/*/wav, examples/*/png, report/report.html)"
 
-test: setup
+test: setup apt-test
 	$(PY) -m pytest -q tests
 
 lint: setup

@@ -7,14 +7,18 @@ import sys
 from pathlib import Path
 
 import speechbrain as sb
+import yaml
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import run_on_main
+from speechbrain.utils.distributed import if_main_process, run_on_main
 
 from interpreters.brain import check_hparams
 from interpreters.data.dataio import build_datasets
 from interpreters.errors import InterpreterError
 
 logger = logging.getLogger(__name__)
+
+SOURCE_YAML = "hyperparams_source.yaml"  # the recipe yaml as written, refs unresolved
+OVERRIDES_YAML = "overrides.yaml"  # the command-line overrides of the run
 
 RECIPE_KEYS = [
     "output_folder",
@@ -53,6 +57,15 @@ def load_hparams(hparams_file: str, overrides: str | dict | None) -> dict:
     return hparams
 
 
+def save_recipe_source(hparams_file: str, overrides: str | dict, output_folder: str) -> None:
+    """Keep the unresolved yaml and the command-line overrides: export rebuilds from them."""
+    folder = Path(output_folder)
+    (folder / SOURCE_YAML).write_text(Path(hparams_file).read_text())
+    if isinstance(overrides, str):
+        overrides = yaml.safe_load(overrides) if overrides.strip() else {}
+    (folder / OVERRIDES_YAML).write_text(yaml.safe_dump(overrides or {}, sort_keys=True))
+
+
 def prepare(argv: list[str]):
     """Parse arguments, load the yaml, prepare data on the main process, build the Brain."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
@@ -62,6 +75,8 @@ def prepare(argv: list[str]):
         hyperparams_to_save=hparams_file,
         overrides=overrides,
     )
+    if if_main_process():
+        save_recipe_source(hparams_file, overrides, hparams["output_folder"])
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(
         hparams["manifests"], hparams["data_folder"], hparams["labels"], hparams["sample_rate"]

@@ -41,13 +41,26 @@ def hub_reachable() -> bool:
         return False
 
 
-def fetch_files(source: str, names: list[str], savedir: str | Path, key: str) -> dict[str, Path]:
-    """Collect hyperparams.yaml and one <name>.ckpt per name from ``source`` into ``savedir``.
+def fetch_files(
+    source: str,
+    names: list[str],
+    savedir: str | Path,
+    key: str,
+    subfolder: str = "",
+    extra: tuple[str, ...] = (),
+) -> dict[str, Path]:
+    """Collect hyperparams.yaml, one <name>.ckpt per name and the ``extra`` files from
+    ``source`` (or its ``subfolder``) into ``savedir``; local paths keyed by name / filename.
 
-    Returns local paths keyed by name (and "hyperparams"); errors name ``key`` and what to do.
+    Errors name ``key`` and what to do.
     """
     source = str(source)
-    filenames = {"hyperparams": "hyperparams.yaml", **{name: name + ".ckpt" for name in names}}
+    prefix = f"{subfolder}/" if subfolder else ""
+    filenames = {
+        "hyperparams": prefix + "hyperparams.yaml",
+        **{name: f"{prefix}{name}.ckpt" for name in names},
+        **{filename: prefix + filename for filename in extra},
+    }
     if is_local(source):
         folder = Path(source).expanduser()
         if not folder.is_dir():
@@ -72,6 +85,7 @@ def fetch_files(source: str, names: list[str], savedir: str | Path, key: str) ->
                     filename,
                     source,
                     savedir=savedir,
+                    save_filename=Path(filename).name,
                     fetch_config=config,
                     local_strategy=LocalStrategy.SYMLINK,
                 )
@@ -99,9 +113,11 @@ def load_state(module: torch.nn.Module, path: Path, key: str) -> None:
         ) from None
 
 
-def load_classifier(source: str, savedir: str | Path, key: str = "classifier_source"):
+def load_classifier(
+    source: str, savedir: str | Path, key: str = "classifier_source", subfolder: str = ""
+):
     """Load a frozen classifier (module + labels) from a folder or hub id."""
-    files = fetch_files(source, ["classifier"], savedir, key)
+    files = fetch_files(source, ["classifier"], savedir, key, subfolder)
     with open(files["hyperparams"]) as stream:
         hparams = load_hyperpyyaml(stream)
     classifier = hparams["classifier"]

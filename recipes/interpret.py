@@ -1,0 +1,48 @@
+#!/usr/bin/env python3
+"""Explain audio files with a pretrained interpreter and write a listenable HTML report.
+
+python recipes/interpret.py --source pretrained/lmac_synth clip.wav more/ --out interpretations/
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import interpreters  # noqa: E402,F401  (installs the torchaudio compat hook first)
+from interpreters.cli import interpret_inputs  # noqa: E402
+from interpreters.errors import InterpreterError  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    """Parse arguments, explain every input; bad files are listed, the others still done."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("inputs", nargs="+", help="audio files or folders")
+    parser.add_argument("--source", required=True, help="pretrained folder or hub id")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--target", default=None, help="class to explain (default: decision)")
+    parser.add_argument("--prompt", default=None, help="text prompt (zero-shot interpreters)")
+    parser.add_argument("--savedir", default=None, help="where fetched files are kept")
+    parser.add_argument("--device", default="cpu")
+    args = parser.parse_args(argv)
+    try:
+        done, failed = interpret_inputs(
+            args.source,
+            args.inputs,
+            args.out,
+            args.target or args.prompt,
+            args.savedir,
+            args.device,
+        )
+    except InterpreterError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"{done} file(s) explained; report: {Path(args.out) / 'report.html'}")
+    for _path, reason in failed:
+        print(f"skipped: {reason}", file=sys.stderr)
+    return 0 if done else 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
