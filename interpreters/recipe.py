@@ -69,6 +69,7 @@ def save_recipe_source(hparams_file: str, overrides: str | dict, output_folder: 
 def prepare(argv: list[str]):
     """Parse arguments, load the yaml, prepare data on the main process, build the Brain."""
     hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    sb.utils.distributed.ddp_init_group(run_opts)  # no-op unless started by torchrun
     hparams = load_hparams(hparams_file, overrides)
     sb.create_experiment_directory(
         experiment_directory=hparams["output_folder"],
@@ -118,5 +119,6 @@ def main(step, argv: list[str]) -> int:
     except InterpreterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    print(table.read_text())
+    if if_main_process():
+        print(table.read_text())
     return 0

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from speechbrain.utils.distributed import if_main_process
 
+from interpreters.brain import Brain
 from interpreters.report import write_metrics
 from interpreters.sources import export_classifier
 
@@ -22,7 +23,7 @@ def random_gain_and_shift(wavs: torch.Tensor, max_gain_db: float) -> torch.Tenso
     return torch.gather(wavs, 1, index) * 10 ** (gain_db / 20)
 
 
-class ClassifierBrain(sb.core.Brain):
+class ClassifierBrain(Brain):
     """Cross-entropy training; best checkpoint by validation accuracy; export to pretrained/."""
 
     def compute_forward(self, batch, stage):

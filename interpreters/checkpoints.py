@@ -1,0 +1,40 @@
+"""Checkpoints that are either complete or absent, so a run killed while saving still resumes.
+
+SpeechBrain writes a checkpoint's CKPT.yaml first and its parameter files after it: a SIGKILL in
+between leaves a folder that looks valid but cannot be loaded. Here each checkpoint is written in
+a staging folder and moved into place with one rename once every file is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
+from speechbrain.utils.distributed import if_main_process
+
+STAGING = ".staging"  # no CKPT.yaml directly inside, so SpeechBrain never lists it
+
+
+class AtomicCheckpointer(Checkpointer):
+    """SpeechBrain's Checkpointer with all-or-nothing saves."""
+
+    def save_checkpoint(self, *args, **kwargs) -> Checkpoint | None:
+        """Save into the staging folder, then rename into ``checkpoints_dir``."""
+        final_dir = self.checkpoints_dir
+        staging = final_dir / STAGING
+        if if_main_process() and staging.exists():
+            shutil.rmtree(staging)  # leftovers of a save that was killed
+        self.checkpoints_dir = staging
+        try:
+            staged = super().save_checkpoint(*args, **kwargs)
+        finally:
+            self.checkpoints_dir = final_dir
+        if staged is None:  # not the main process
+            return None
+        target = final_dir / staged.path.name
+        while target.exists():
+            target = target.with_name(target.name + "+1")
+        os.replace(staged.path, target)
+        paramfiles = {name: target / path.name for name, path in staged.paramfiles.items()}
+        return Checkpoint(target, staged.meta, paramfiles)
