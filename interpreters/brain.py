@@ -73,11 +73,32 @@ def resolve_target(target, logits: torch.Tensor, labels: list[str]) -> torch.Ten
     return torch.tensor(indices, device=logits.device).expand(batch)
 
 
-class InterpreterBrain(sb.core.Brain):
+class Brain(sb.core.Brain):
+    """SpeechBrain's Brain, with DDP that also runs on CPU (gloo).
+
+    SpeechBrain converts every BatchNorm to SyncBatchNorm under DDP, which only works on GPU; on
+    CPU we wrap in DDP without that conversion (each process keeps its own running statistics;
+    rank 0's are the ones checkpointed).
+    """
+
+    def _wrap_distributed(self) -> None:
+        if not (self.distributed_launch and str(self.device).startswith("cpu")):
+            return super()._wrap_distributed()
+        from torch.nn.parallel import DistributedDataParallel
+
+        for name, module in self.modules.items():
+            if any(p.requires_grad for p in module.parameters()):
+                self.modules[name] = DistributedDataParallel(
+                    module, find_unused_parameters=self.find_unused_parameters
+                )
+
+
+class InterpreterBrain(Brain):
     """Brain for trained interpreters; evaluation writes metrics, audio and pictures."""
 
     required_hparams = ["classifier", "front_end", "output_folder", "method_name", "n_examples"]
     trainable = True  # False for attribution baselines: nothing to train or checkpoint
+    method_columns: list[str] = []  # method_metrics keys also shown in metrics.md
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
@@ -287,7 +308,7 @@ class InterpreterBrain(sb.core.Brain):
         for name in self.hparams.eval_sets:
             self.eval_set = name
             self.evaluate(datasets[name], min_key="loss", test_loader_kwargs=dict(loader_kwargs))
-        columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS
+        columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS + self.method_columns
         if if_main_process():
             write_metrics(self.hparams.output_folder, self.results, columns)
         return Path(self.hparams.output_folder) / "metrics.md"
