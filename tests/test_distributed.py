@@ -55,7 +55,7 @@ def test_sigkill_mid_epoch_then_resume(trained_classifier, tmp_path):
         "--device=cpu",
         f"--data_folder={trained_classifier['data']}",
         f"--output_folder={out}",
-        "--number_of_epochs=3",
+        "--number_of_epochs=2",
         "--batch_size=1",
         "--ckpt_interval_steps=4",
         *TINY_DATA,
