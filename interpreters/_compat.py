@@ -48,3 +48,70 @@ def install() -> None:
     """Install the finder once, before anything imports torchaudio."""
     if not any(isinstance(f, _TorchaudioExtensionFinder) for f in sys.meta_path):
         sys.meta_path.insert(0, _TorchaudioExtensionFinder())
+    install_zennit_hook()
+
+
+# zennit imports ``torchvision.models.resnet`` at import time only to name two ResNet block
+# classes for its torchvision canonizers. Where torchvision is absent, or is the registry's CUDA
+# build that fails on CPU torch, zennit gets placeholder classes for that one import instead.
+_ZENNIT = "zennit"
+_TORCHVISION_NAMES = ("torchvision", "torchvision.models", "torchvision.models.resnet")
+
+
+def _torchvision_stand_in() -> dict[str, ModuleType]:
+    """Modules holding just the names zennit imports: ResNet ``Bottleneck`` and ``BasicBlock``."""
+    import torch.nn as nn
+
+    modules = {
+        name: ModuleType(name, "stand-in for zennit's import") for name in _TORCHVISION_NAMES
+    }
+    resnet = modules["torchvision.models.resnet"]
+    for block in ("Bottleneck", "BasicBlock"):
+        setattr(resnet, block, type(block, (nn.Module,), {"__module__": resnet.__name__}))
+    modules["torchvision"].models = modules["torchvision.models"]
+    modules["torchvision.models"].resnet = resnet
+    return modules
+
+
+def _real_torchvision_imports() -> bool:
+    """Whether the installed torchvision (if any) imports; a failed try leaves no trace."""
+    try:
+        import torchvision.models.resnet  # noqa: F401
+    except Exception:  # ImportError when absent; RuntimeError for a CUDA build on CPU torch
+        for name in [n for n in sys.modules if n.split(".")[0] == "torchvision"]:
+            del sys.modules[name]
+        return False
+    return True
+
+
+class _ZennitTorchvisionFinder(importlib.abc.MetaPathFinder):
+    """Executes zennit with a torchvision stand-in when the real one cannot be imported."""
+
+    def find_spec(self, fullname, path, target=None):
+        if fullname != _ZENNIT:
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
+        if spec is None or spec.loader is None:
+            return spec
+        exec_module = spec.loader.exec_module
+
+        def exec_with_stand_in(module: ModuleType) -> None:
+            if _real_torchvision_imports():
+                exec_module(module)
+                return
+            stand_in = _torchvision_stand_in()
+            sys.modules.update(stand_in)
+            try:
+                exec_module(module)
+            finally:  # later imports of torchvision see the real failure, not the stand-in
+                for name in stand_in:
+                    sys.modules.pop(name, None)
+
+        spec.loader.exec_module = exec_with_stand_in
+        return spec
+
+
+def install_zennit_hook() -> None:
+    """Install the zennit finder once (cheap: nothing is imported until zennit is)."""
+    if not any(isinstance(f, _ZennitTorchvisionFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _ZennitTorchvisionFinder())

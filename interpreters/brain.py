@@ -81,6 +81,30 @@ class Brain(sb.core.Brain):
     rank 0's are the ones checkpointed).
     """
 
+    checkpoint_keys: dict[str, list[str]] = {"min_keys": ["loss"]}  # selects the best checkpoint
+    eval_set = "test"  # name of the set being evaluated, for logs and result rows
+
+    def stage_stats(self, stage, stage_loss: float) -> dict[str, float]:
+        """Statistics of a finished validation or test pass; subclasses add theirs."""
+        return {"loss": stage_loss}
+
+    def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
+        """Log; keep the best checkpoint after validation; keep ``test_stats`` after a test."""
+        if stage == sb.Stage.TRAIN:
+            self.train_loss = stage_loss
+            return
+        stats = self.stage_stats(stage, stage_loss)
+        if stage == sb.Stage.VALID:
+            self.hparams.train_logger.log_stats(
+                stats_meta={"epoch": epoch},
+                train_stats={"loss": self.train_loss},
+                valid_stats=stats,
+            )
+            self.checkpointer.save_and_keep_only(meta=stats, **self.checkpoint_keys)
+            return
+        self.test_stats = stats
+        self.hparams.train_logger.log_stats(stats_meta={"set": self.eval_set}, test_stats=stats)
+
     def _wrap_distributed(self) -> None:
         if not (self.distributed_launch and str(self.device).startswith("cpu")):
             return super()._wrap_distributed()
@@ -105,7 +129,6 @@ class InterpreterBrain(Brain):
         check_hparams(vars(self.hparams), self.required_hparams, type(self).__name__)
         self.classifier = self.hparams.classifier.to(self.device).eval()
         self.front_end = self.hparams.front_end.to(self.device)
-        self.eval_set = "test"
         self.results: dict[str, dict[str, float]] = {}
         self.accumulators: dict[str, metrics.MetricAccumulator] = {}
 
@@ -175,27 +198,19 @@ class InterpreterBrain(Brain):
         self.accumulators = {"method": metrics.MetricAccumulator()}
         self.n_saved = 0
 
+    def stage_stats(self, stage, stage_loss: float) -> dict[str, float]:
+        """Loss and the mean of every metric over the pass."""
+        return {"loss": stage_loss, **self.accumulators["method"].summary()}
+
     def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
-        """Log, keep the best checkpoint by validation loss, store test results."""
-        if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
+        """As the base, and after a test pass the rows of the results table."""
+        super().on_stage_end(stage, stage_loss, epoch)
+        if stage != sb.Stage.TEST:
             return
-        summary = {"loss": stage_loss, **self.accumulators["method"].summary()}
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch},
-                train_stats={"loss": self.train_loss},
-                valid_stats=summary,
-            )
-            self.checkpointer.save_and_keep_only(meta=summary, min_keys=["loss"])
-            return
-        self.results[f"{self.hparams.method_name} · {self.eval_set}"] = summary
+        self.results[f"{self.hparams.method_name} · {self.eval_set}"] = self.test_stats
         if "oracle" in self.accumulators:
             oracle = self.accumulators["oracle"].summary()
             self.results[f"oracle mask · {self.eval_set}"] = oracle
-        self.hparams.train_logger.log_stats(
-            stats_meta={"evaluation set": self.eval_set}, test_stats=summary
-        )
 
     # ---- evaluation -------------------------------------------------------------------------
 

@@ -22,12 +22,15 @@ __all__ = [
     "format_table",
     "ground_truth",
     "input_fidelity",
+    "log_spectral_distance",
     "mask_energy_precision_recall",
     "mask_mean",
     "mask_statistics",
     "si_sdr",
     "si_sdr_improvement",
     "sparseness",
+    "spearman_correlation",
+    "structural_similarity",
 ]
 
 _EPS = 1e-12  # keeps denominators positive; far below any non-degenerate probability gap
@@ -283,6 +286,73 @@ def mask_energy_precision_recall(
     precision = torch.where(mask_energy > 0, hit / mask_energy.clamp_min(tiny), zero)
     recall = torch.where(target_energy > 0, hit / target_energy.clamp_min(tiny), zero)
     return precision, recall
+
+
+def log_spectral_distance(
+    estimate_mag: Tensor, reference_mag: Tensor, floor_db: float = 80.0
+) -> Tensor:
+    """Log-spectral distance in dB per example of [B, T, F] magnitudes: per frame the RMS over
+    frequency of the dB difference, averaged over frames; both floored ``floor_db`` below the
+    reference's peak, so silence is compared at that floor."""
+    _check_same_shape(estimate_mag=estimate_mag, reference_mag=reference_mag)
+    if estimate_mag.ndim != 3:
+        raise ValueError(f"expected [B, T, F] magnitudes, got shape {tuple(estimate_mag.shape)}")
+    dtype = torch.promote_types(_float_dtype(estimate_mag), _float_dtype(reference_mag))
+    tiny = torch.finfo(dtype).tiny
+    est_db = 20 * torch.log10(estimate_mag.to(dtype).abs().clamp_min(tiny))
+    ref_db = 20 * torch.log10(reference_mag.to(dtype).abs().clamp_min(tiny))
+    floor = ref_db.flatten(1).amax(dim=1)[:, None, None] - floor_db
+    difference = est_db.maximum(floor) - ref_db.maximum(floor)
+    return difference.pow(2).mean(dim=2).sqrt().mean(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Similarity of explanations (model-randomisation sanity check)
+# --------------------------------------------------------------------------------------------
+
+
+def _average_ranks(x: Tensor) -> Tensor:
+    """0-based ranks of each row of [B, N], ties sharing their average rank."""
+    ordered = x.sort(dim=1).values
+    below = torch.searchsorted(ordered, x.contiguous(), right=False)
+    up_to = torch.searchsorted(ordered, x.contiguous(), right=True)
+    return (below + up_to - 1).to(_float_dtype(x)) / 2
+
+
+def spearman_correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Spearman rank correlation per example of two [B, ...] maps (average ranks for ties);
+    0 where either map is constant."""
+    _check_same_shape(a=a, b=b)
+    ranks_a = _average_ranks(a.flatten(1).to(_float_dtype(a)))
+    ranks_b = _average_ranks(b.flatten(1).to(_float_dtype(b)))
+    ranks_a = ranks_a - ranks_a.mean(dim=1, keepdim=True)
+    ranks_b = ranks_b - ranks_b.mean(dim=1, keepdim=True)
+    norm = (ranks_a.square().sum(dim=1) * ranks_b.square().sum(dim=1)).sqrt()
+    covariance = (ranks_a * ranks_b).sum(dim=1)
+    return torch.where(norm > 0, covariance / norm.clamp_min(_EPS), torch.zeros_like(norm))
+
+
+def structural_similarity(a: Tensor, b: Tensor, data_range: float = 1.0, window: int = 7) -> Tensor:
+    """Mean SSIM (Wang et al. 2004) per example of two [B, H, W] maps, uniform window, valid
+    positions only: (2μaμb + C1)(2σab + C2) / ((μa² + μb² + C1)(σa² + σb² + C2))."""
+    _check_same_shape(a=a, b=b)
+    if a.ndim != 3 or min(a.shape[1:]) < window:
+        raise ValueError(f"expected [B, H, W] maps of at least {window}x{window}, got {a.shape}")
+    dtype = torch.promote_types(_float_dtype(a), _float_dtype(b))
+    x, y = a.to(dtype).unsqueeze(1), b.to(dtype).unsqueeze(1)
+
+    def local_mean(t: Tensor) -> Tensor:
+        return torch.nn.functional.avg_pool2d(t, window, stride=1)
+
+    mean_x, mean_y = local_mean(x), local_mean(y)
+    var_x = local_mean(x * x) - mean_x**2
+    var_y = local_mean(y * y) - mean_y**2
+    cov = local_mean(x * y) - mean_x * mean_y
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    ssim = ((2 * mean_x * mean_y + c1) * (2 * cov + c2)) / (
+        (mean_x**2 + mean_y**2 + c1) * (var_x + var_y + c2)
+    )
+    return ssim.flatten(1).mean(dim=1)
 
 
 # --------------------------------------------------------------------------------------------

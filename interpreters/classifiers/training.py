@@ -26,6 +26,8 @@ def random_gain_and_shift(wavs: torch.Tensor, max_gain_db: float) -> torch.Tenso
 class ClassifierBrain(Brain):
     """Cross-entropy training; best checkpoint by validation accuracy; export to pretrained/."""
 
+    checkpoint_keys = {"max_keys": ["accuracy"]}
+
     def compute_forward(self, batch, stage):
         """Waveforms -> logits, augmented while training."""
         wavs = batch.sig.data.to(self.device)
@@ -45,22 +47,9 @@ class ClassifierBrain(Brain):
         """Reset the accuracy counters."""
         self.correct, self.total = 0, 0
 
-    def on_stage_end(self, stage, stage_loss, epoch=None) -> None:
-        """Log; keep the most accurate checkpoint; remember the test accuracy."""
-        if stage == sb.Stage.TRAIN:
-            self.train_loss = stage_loss
-            return
-        stats = {"loss": stage_loss, "accuracy": 100.0 * self.correct / max(self.total, 1)}
-        if stage == sb.Stage.VALID:
-            self.hparams.train_logger.log_stats(
-                stats_meta={"epoch": epoch},
-                train_stats={"loss": self.train_loss},
-                valid_stats=stats,
-            )
-            self.checkpointer.save_and_keep_only(meta=stats, max_keys=["accuracy"])
-        else:
-            self.test_stats = stats
-            self.hparams.train_logger.log_stats(stats_meta={"set": "test"}, test_stats=stats)
+    def stage_stats(self, stage, stage_loss: float) -> dict[str, float]:
+        """Loss and accuracy of the pass."""
+        return {"loss": stage_loss, "accuracy": 100.0 * self.correct / max(self.total, 1)}
 
     def run_evaluation(self, datasets: dict, loader_kwargs: dict) -> Path:
         """Test the most accurate checkpoint, then export it to <output_folder>/pretrained."""

@@ -1,0 +1,211 @@
+"""Several interpreters on one classifier and one data set: one table.
+
+For each method yaml listed in a comparison yaml: every metric on every evaluation set (through
+the method's own ``run_evaluation``), explanation time per clip, and the model-randomisation
+sanity check (Adebayo et al. 2018): classifier layers are re-initialised from the top, cascading,
+and the explanation of the same class is compared with the original by Spearman rank
+correlation and SSIM. An explanation that stays the same on a random model fails it.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+import torch.nn as nn
+from hyperpyyaml import load_hyperpyyaml
+from speechbrain.dataio.batch import PaddedBatch
+
+from interpreters import metrics
+from interpreters.brain import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS, check_hparams
+from interpreters.errors import InterpreterError
+from interpreters.recipe import prepare
+
+logger = logging.getLogger(__name__)
+
+COMPARISON_KEYS = [
+    "output_folder",
+    "methods",
+    "shared_overrides",
+    "timing_clips",
+    "sanity_clips",
+    "sanity_seed",
+    "sanity_threshold",
+]
+
+
+def is_comparison(hparams_file: str) -> bool:
+    """Whether a yaml lists methods to compare (it has a top-level ``methods:`` key)."""
+    path = Path(hparams_file)
+    return path.is_file() and any(
+        line.startswith("methods:") for line in path.read_text().splitlines()
+    )
+
+
+def layer_groups(classifier: nn.Module) -> list[tuple[str, nn.Module]]:
+    """The classifier's parametrised top-level layers, input to output (module lists unrolled)."""
+    groups = []
+    for name, child in classifier.named_children():
+        members = child.named_children() if isinstance(child, nn.ModuleList) else [("", child)]
+        for sub, module in members:
+            if any(True for _ in module.parameters()):
+                groups.append((f"{name}.{sub}" if sub else name, module))
+    return groups
+
+
+def randomised_cascade(classifier: nn.Module, seed: int) -> Iterator[tuple[str, nn.Module]]:
+    """Copies of the classifier with layers re-initialised from the top, one more each step."""
+    model = copy.deepcopy(classifier)
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    try:
+        for name, group in reversed(layer_groups(model)):
+            for module in group.modules():
+                if hasattr(module, "reset_parameters"):
+                    module.reset_parameters()
+                if hasattr(module, "reset_running_stats"):
+                    module.reset_running_stats()
+            yield name, model
+    finally:
+        torch.random.set_rng_state(generator_state)
+
+
+def first_clips(dataset, n_clips: int) -> PaddedBatch:
+    """The first ``n_clips`` items of a dataset as one padded batch."""
+    return PaddedBatch([dataset[i] for i in range(min(n_clips, len(dataset)))])
+
+
+def seconds_per_clip(brain, batch: PaddedBatch, batch_size: int) -> float:
+    """Wall time of ``explain`` per clip over the batch, in chunks of ``batch_size``."""
+    wavs, lens = batch.sig.data.to(brain.device), batch.sig.lengths.to(brain.device)
+    elapsed = 0.0
+    with torch.no_grad():
+        for chunk, chunk_lens in zip(wavs.split(batch_size), lens.split(batch_size)):
+            start = time.perf_counter()
+            brain.explain(chunk, chunk_lens)
+            elapsed += time.perf_counter() - start
+    return elapsed / len(wavs)
+
+
+def sanity_check(brain, batch: PaddedBatch, seed: int) -> dict[str, dict[str, float]]:
+    """Mean Spearman and SSIM between the original explanation and that of each randomised
+    model, keyed by the last layer re-initialised."""
+    wavs = batch.sig.data.to(brain.device)
+    original = brain.classifier
+    with torch.no_grad():
+        explanation = brain.explain(wavs)
+        reference = brain.time_frequency_mask(explanation, wavs)
+        steps = {}
+        try:
+            for name, model in randomised_cascade(original, seed):
+                brain.classifier = model.eval()
+                randomised = brain.explain(wavs, target=explanation.target)
+                mask = brain.time_frequency_mask(randomised, wavs)
+                steps[name] = {
+                    "spearman": metrics.spearman_correlation(reference, mask).mean().item(),
+                    "ssim": metrics.structural_similarity(reference, mask).mean().item(),
+                }
+        finally:
+            brain.classifier = original
+    return steps
+
+
+def method_argv(entry: dict, shared: dict, device: str, key: str) -> list[str]:
+    """Command line for one method: its yaml, the shared overrides, then its own."""
+    if not isinstance(entry, dict) or "hparams" not in entry:
+        raise InterpreterError(f"{key}: each entry of 'methods' needs an 'hparams' yaml path")
+    overrides = {**shared, **(entry.get("overrides") or {})}
+    return [entry["hparams"], *(f"--{k}={v}" for k, v in overrides.items()), f"--device={device}"]
+
+
+def evaluate_method(argv: list[str], settings: dict) -> tuple[dict, dict] | str:
+    """Evaluate one method; its table rows with time per clip, and its sanity steps. A trained
+    method without a checkpoint is skipped (the reason is returned)."""
+    hparams, datasets, brain = prepare(argv)
+    if brain.trainable and brain.checkpointer.recover_if_possible() is None:
+        return f"no checkpoint in {brain.checkpointer.checkpoints_dir}"
+    brain.run_evaluation(datasets, hparams["test_dataloader_opts"])
+    batch_size = hparams["test_dataloader_opts"]["batch_size"]
+    timing = first_clips(datasets["test"], settings["timing_clips"])
+    per_clip = seconds_per_clip(brain, timing, batch_size)
+    rows = {
+        name: row if name.startswith("oracle") else {**row, "s/clip": per_clip}
+        for name, row in brain.results.items()
+    }
+    clips = first_clips(datasets["test"], settings["sanity_clips"])
+    return rows, sanity_check(brain, clips, settings["sanity_seed"])
+
+
+def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
+    """Markdown of Spearman/SSIM per randomisation step; a method passes when the fully
+    randomised model's explanation has Spearman below ``threshold``."""
+    rows, verdicts = {}, {}
+    for method, steps in sanity.items():
+        for measure in ("spearman", "ssim"):
+            rows[f"{method} · {measure}"] = {step: v[measure] for step, v in steps.items()}
+        last = list(steps.values())[-1]["spearman"]
+        verdicts[method] = "passes" if last < threshold else "FAILS"
+    columns = list(next(iter(sanity.values()))) if sanity else []
+    table = metrics.format_table(rows, columns, name_header="method · similarity")
+    lines = [
+        f"- {m}: {v} (Spearman < {threshold} when all layers are random)"
+        for m, v in verdicts.items()
+    ]
+    return table + "\n\n" + "\n".join(lines), verdicts
+
+
+def compare(argv: list[str]) -> Path:
+    """Run every listed method; write comparison.md and comparison.json; path of the md."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    with open(hparams_file) as stream:
+        settings = load_hyperpyyaml(stream, overrides)
+    check_hparams(settings, COMPARISON_KEYS, hparams_file)
+    device = run_opts.get("device", "cpu")
+    table, sanity, skipped, oracle = {}, {}, {}, {}
+    for entry in settings["methods"]:
+        argv_method = method_argv(entry, settings["shared_overrides"], device, hparams_file)
+        label = " ".join(argv_method[:1] + [a for a in argv_method if a.startswith("--method=")])
+        if not Path(argv_method[0]).is_file():
+            skipped[label] = "yaml not present"
+            continue
+        try:
+            outcome = evaluate_method(argv_method, settings)
+        except InterpreterError as err:  # e.g. a method whose own prerequisites are missing
+            outcome = str(err)
+        if isinstance(outcome, str):
+            skipped[label] = outcome
+            continue
+        rows, steps = outcome
+        oracle.update({k: v for k, v in rows.items() if k.startswith("oracle")})
+        table.update({k: v for k, v in rows.items() if not k.startswith("oracle")})
+        sanity[next(iter(rows)).split(" · ")[0]] = steps
+    table.update(oracle)
+    return write_comparison(settings, table, sanity, skipped)
+
+
+def write_comparison(settings: dict, table: dict, sanity: dict, skipped: dict) -> Path:
+    """comparison.json (everything) and comparison.md (metrics, sanity check, skipped)."""
+    folder = Path(settings["output_folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS + ["s/clip"]
+    present = [c for c in columns if any(c in row for row in table.values())]
+    sanity_md, verdicts = sanity_table(sanity, settings["sanity_threshold"])
+    parts = [
+        "## Metrics (s/clip: explanation time per test clip)",
+        metrics.format_table(table, present),
+        "## Model-randomisation sanity check (layers re-initialised from the top, cascading)",
+        sanity_md,
+    ]
+    if skipped:
+        parts += ["## Skipped", "\n".join(f"- {k}: {v}" for k, v in skipped.items())]
+    md_path = folder / "comparison.md"
+    md_path.write_text("\n\n".join(parts) + "\n")
+    record = {"metrics": table, "sanity": sanity, "verdicts": verdicts, "skipped": skipped}
+    (folder / "comparison.json").write_text(json.dumps(record, indent=2) + "\n")
+    return md_path

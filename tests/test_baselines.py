@@ -1,0 +1,210 @@
+"""Attribution baselines under explain(), the similarity metrics of the sanity check, the
+model-randomisation cascade, and the comparison through recipes/evaluate.py."""
+
+import json
+
+import pytest
+import torch
+from conftest import TINY_DATA, run_recipe
+from speechbrain.dataio.batch import PaddedBatch
+
+from interpreters import metrics
+from interpreters.audio import FrontEnd
+from interpreters.brain import Explanation
+from interpreters.classifiers.spectrogram_cnn import SpectrogramCNN
+from interpreters.classifiers.waveform_cnn import WaveformCNN
+from interpreters.comparison import layer_groups, randomised_cascade, sanity_check
+from interpreters.methods.baselines import (
+    AttributionBrain,
+    GradCAMBrain,
+    IntegratedGradientsBrain,
+    SaliencyBrain,
+    SmoothGradBrain,
+    relevance_mask,
+    to_front_end_grid,
+)
+from interpreters.methods.lrp import LRPBrain
+
+LABELS = ["a", "b", "c"]
+BRAINS = [SaliencyBrain, IntegratedGradientsBrain, SmoothGradBrain, GradCAMBrain, LRPBrain]
+
+
+def make_brain(cls, classifier, **extra):
+    hparams = {
+        "classifier": classifier,
+        "front_end": FrontEnd(16000, n_fft=256, hop_length=128),
+        "output_folder": "unused",
+        "method_name": cls.__name__,
+        "n_examples": 0,
+        "n_steps": 4,
+        "n_samples": 3,
+        "noise_std": 0.1,
+        "gradcam_layer": "blocks.1",
+        "composite": "epsilon_plus",
+        "first_layer_rule": "epsilon",
+        **extra,
+    }
+    return cls(modules={}, hparams=hparams, run_opts={"device": "cpu"})
+
+
+def spectrogram_classifier():
+    torch.manual_seed(0)
+    return SpectrogramCNN(LABELS, n_fft=256, hop_length=128, channels=[4, 8]).eval()
+
+
+# ---- similarity metrics: hand-computed values ----------------------------------------------
+
+
+def test_spearman_hand_values():
+    a = torch.tensor([[1.0, 2.0, 3.0, 4.0], [1.0, 1.0, 2.0, 5.0]])
+    b = torch.tensor([[1.0, 3.0, 2.0, 4.0], [1.0, 2.0, 3.0, 3.5]])
+    # row 0: 1 − 6·Σd²/(n(n²−1)) = 1 − 6·2/60 = 0.8; row 1: the tie shares rank 0.5, so
+    # ranks (0.5, 0.5, 2, 3) vs (0, 1, 2, 3): covariance 4.5, variances 4.5 and 5 → √(4.5/5)
+    expected = torch.tensor([0.8, (4.5 / 5) ** 0.5])
+    torch.testing.assert_close(metrics.spearman_correlation(a, b), expected)
+    assert metrics.spearman_correlation(a, torch.ones_like(a)).tolist() == [0.0, 0.0]
+    torch.testing.assert_close(metrics.spearman_correlation(a, -a), torch.tensor([-1.0, -1.0]))
+
+
+def test_ssim_hand_values():
+    a, b = torch.full((1, 8, 8), 0.2, dtype=torch.float64), torch.full((1, 8, 8), 0.6).double()
+    # constant maps: σ = 0, so SSIM = (2·0.2·0.6 + C1) / (0.2² + 0.6² + C1), C1 = 1e-4
+    torch.testing.assert_close(
+        metrics.structural_similarity(a, b), torch.tensor([0.2401 / 0.4001], dtype=torch.float64)
+    )
+    x = torch.rand(2, 9, 10)
+    torch.testing.assert_close(metrics.structural_similarity(x, x), torch.ones(2))
+    assert (metrics.structural_similarity(x, 1 - x) < 0.5).all()
+    with pytest.raises(ValueError, match="at least 7x7"):
+        metrics.structural_similarity(torch.rand(1, 4, 4), torch.rand(1, 4, 4))
+
+
+# ---- relevance -> mask ------------------------------------------------------------------------
+
+
+def test_relevance_mask_and_grid():
+    relevance = torch.tensor([[[-1.0, 2.0], [4.0, 0.0]], [[0.0, 0.0], [0.0, -3.0]]])
+    mask = relevance_mask(relevance)
+    assert mask.tolist() == [[[0.0, 0.5], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]
+    sequence = torch.tensor([[[0.0, 1.0]]])  # [B, 1, T'] from a 1D layer
+    grid = to_front_end_grid(sequence, frames=4, freqs=3)
+    assert grid.shape == (1, 4, 3) and torch.equal(grid[:, :, 0], grid[:, :, 2])
+    assert grid[0, 0, 0] < grid[0, -1, 0]
+
+
+# ---- every baseline through explain() and the metrics -------------------------------------
+
+
+@pytest.mark.parametrize("cls", BRAINS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("kind", ["spectrogram", "waveform"])
+def test_baseline_explains_and_is_scored(cls, kind):
+    if kind == "spectrogram":
+        classifier = spectrogram_classifier()
+    else:
+        torch.manual_seed(0)
+        classifier = WaveformCNN(LABELS, channels=[4, 4, 8], first_kernel=16, pool=2).eval()
+    brain = make_brain(cls, classifier)
+    torch.manual_seed(1)
+    wavs = 0.1 * torch.randn(2, 4000)
+    with torch.no_grad():  # as in SpeechBrain's evaluation: explain() must switch gradients on
+        explanation = brain.explain(wavs)
+        other = brain.explain(wavs, target=(explanation.target + 1) % len(LABELS))
+    assert isinstance(explanation, Explanation)
+    frames, freqs = brain.front_end.n_frames(4000), brain.front_end.n_freqs
+    assert explanation.mask.shape == (2, frames, freqs)
+    assert explanation.mask.min() >= 0
+    peaks = explanation.mask.flatten(1).amax(1)  # 1, or 0 where no relevance is positive
+    assert ((peaks - 1).abs() < 1e-6).logical_or(peaks == 0).all()
+    assert explanation.interpretation.shape == wavs.shape == explanation.residual.shape
+    relevance, other_relevance = explanation.extras["relevance"], other.extras["relevance"]
+    assert not torch.allclose(relevance, other_relevance)  # it explains the asked class
+    with torch.no_grad():
+        scores = metrics.faithfulness(
+            explanation.probabilities,
+            classifier(explanation.interpretation).softmax(-1),
+            classifier(explanation.residual).softmax(-1),
+            explanation.target,
+        )
+    assert all(torch.isfinite(v).all() for v in scores.values())
+
+
+# ---- model-randomisation sanity check ------------------------------------------------------
+
+
+def test_cascade_reinitialises_from_the_top():
+    classifier = spectrogram_classifier()
+    names = [name for name, _ in layer_groups(classifier)]
+    assert names == ["blocks.0", "blocks.1", "head"]
+    steps = []
+    for name, model in randomised_cascade(classifier, seed=0):
+        changed = [
+            n
+            for (n, original), (_, now) in zip(layer_groups(classifier), layer_groups(model))
+            if not all(torch.equal(p, q) for p, q in zip(original.parameters(), now.parameters()))
+        ]
+        steps.append((name, changed))
+    assert steps == [
+        ("head", ["head"]),
+        ("blocks.1", ["blocks.1", "head"]),
+        ("blocks.0", ["blocks.0", "blocks.1", "head"]),
+    ]
+
+
+class InputEnergy(AttributionBrain):
+    """A 'method' that ignores the model: the mask is the input's own spectrogram."""
+
+    def relevance(self, wavs, spectrum, target):
+        return spectrum.compressed
+
+
+def test_sanity_check_fails_a_model_independent_explanation():
+    classifier = spectrogram_classifier()
+    torch.manual_seed(2)
+    batch = PaddedBatch([{"sig": 0.1 * torch.randn(4000)} for _ in range(3)])
+    blind = sanity_check(make_brain(InputEnergy, classifier), batch, seed=0)
+    assert list(blind) == ["head", "blocks.1", "blocks.0"]
+    assert all(abs(step["spearman"] - 1) < 1e-6 for step in blind.values())
+    lrp = sanity_check(make_brain(LRPBrain, classifier), batch, seed=0)
+    assert lrp["blocks.0"]["spearman"] < 0.9
+
+
+# ---- through the recipes --------------------------------------------------------------------
+
+
+def test_comparison_through_evaluate_recipe(trained_classifier, tmp_path):
+    out = tmp_path / "compare"
+    methods = (
+        "[{hparams: hparams/baselines.yaml, overrides: {method: lrp_epsilon_plus, "
+        f"output_folder: {out}/lrp}}}}, "
+        "{hparams: hparams/no_such_method.yaml}]"
+    )
+    result = run_recipe(
+        "evaluate.py",
+        "hparams/compare_methods.yaml",
+        f"--output_folder={out}",
+        f"--data_folder={trained_classifier['data']}",
+        f"--classifier_source={trained_classifier['pretrained']}",
+        f"--methods={methods}",
+        "--batch_size=8",
+        "--n_examples=1",
+        "--timing_clips=4",
+        "--sanity_clips=2",
+        *TINY_DATA,
+    )
+    assert "| LRP ε-z⁺ · mixtures |" in result.stdout
+    record = json.loads((out / "comparison.json").read_text())
+    for row in ("LRP ε-z⁺ · test", "LRP ε-z⁺ · mixtures", "oracle mask · mixtures"):
+        assert row in record["metrics"]
+    assert record["metrics"]["LRP ε-z⁺ · test"]["s/clip"] > 0
+    assert "SI-SDRi" in record["metrics"]["LRP ε-z⁺ · mixtures"]
+    assert set(record["verdicts"]) == {"LRP ε-z⁺"}
+    assert list(record["sanity"]["LRP ε-z⁺"]) == [
+        "head",
+        "blocks.3",
+        "blocks.2",
+        "blocks.1",
+        "blocks.0",
+    ]
+    assert record["skipped"] == {"hparams/no_such_method.yaml": "yaml not present"}
+    # Each method also wrote its own evaluation with listenable examples.
+    assert list((out / "lrp" / "examples" / "mixtures" / "wav").glob("*_interpretation.wav"))
