@@ -19,6 +19,14 @@ _PUBLIC = {
     "load_classifier": "interpreters.sources",
     "export_classifier": "interpreters.sources",
     "LMAC": "interpreters.methods.lmac",
+    "L2I": "interpreters.methods.l2i",
+    "LMACTD": "interpreters.methods.lmac_td",
+    "SaliencyBrain": "interpreters.methods.baselines",
+    "IntegratedGradientsBrain": "interpreters.methods.baselines",
+    "SmoothGradBrain": "interpreters.methods.baselines",
+    "GradCAMBrain": "interpreters.methods.baselines",
+    "LRPBrain": "interpreters.methods.lrp",
+    "Interpreter": "interpreters.inference",
 }
 
 __all__ = sorted(_PUBLIC)

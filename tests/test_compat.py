@@ -34,3 +34,12 @@ def test_hook_installed_once():
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "1"
+
+
+def test_public_names_resolve():
+    result = _run(
+        "import interpreters\n"
+        "print(all(getattr(interpreters, n).__name__ == n for n in interpreters.__all__))"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "True"
