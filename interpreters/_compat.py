@@ -25,29 +25,44 @@ def _tolerant(load_lib):
     return load
 
 
-class _TorchaudioExtensionFinder(importlib.abc.MetaPathFinder):
-    """Patches torchaudio's extension loader right after its module is executed."""
+class _ExecWrappingFinder(importlib.abc.MetaPathFinder):
+    """Finds one module the normal way, then runs ``wrap(exec_module, module)`` to execute it."""
+
+    module_name: str
+
+    def wrap(self, exec_module, module: ModuleType) -> None:
+        raise NotImplementedError
 
     def find_spec(self, fullname, path, target=None):
-        if fullname != _PATCHED_MODULE:
+        if fullname != self.module_name:
             return None
         spec = importlib.machinery.PathFinder.find_spec(fullname, path)
         if spec is None or spec.loader is None:
             return spec
         exec_module = spec.loader.exec_module
-
-        def exec_and_patch(module: ModuleType) -> None:
-            exec_module(module)
-            module._load_lib = _tolerant(module._load_lib)
-
-        spec.loader.exec_module = exec_and_patch
+        spec.loader.exec_module = lambda module: self.wrap(exec_module, module)
         return spec
+
+
+class _TorchaudioExtensionFinder(_ExecWrappingFinder):
+    """Patches torchaudio's extension loader right after its module is executed."""
+
+    module_name = _PATCHED_MODULE
+
+    def wrap(self, exec_module, module: ModuleType) -> None:
+        exec_module(module)
+        module._load_lib = _tolerant(module._load_lib)
+
+
+def _install_once(finder_class: type) -> None:
+    """Put a finder first on ``sys.meta_path`` unless one of its class is there."""
+    if not any(isinstance(f, finder_class) for f in sys.meta_path):
+        sys.meta_path.insert(0, finder_class())
 
 
 def install() -> None:
     """Install the finder once, before anything imports torchaudio."""
-    if not any(isinstance(f, _TorchaudioExtensionFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _TorchaudioExtensionFinder())
+    _install_once(_TorchaudioExtensionFinder)
     install_zennit_hook()
 
 
@@ -84,34 +99,24 @@ def _real_torchvision_imports() -> bool:
     return True
 
 
-class _ZennitTorchvisionFinder(importlib.abc.MetaPathFinder):
+class _ZennitTorchvisionFinder(_ExecWrappingFinder):
     """Executes zennit with a torchvision stand-in when the real one cannot be imported."""
 
-    def find_spec(self, fullname, path, target=None):
-        if fullname != _ZENNIT:
-            return None
-        spec = importlib.machinery.PathFinder.find_spec(fullname, path)
-        if spec is None or spec.loader is None:
-            return spec
-        exec_module = spec.loader.exec_module
+    module_name = _ZENNIT
 
-        def exec_with_stand_in(module: ModuleType) -> None:
-            if _real_torchvision_imports():
-                exec_module(module)
-                return
-            stand_in = _torchvision_stand_in()
-            sys.modules.update(stand_in)
-            try:
-                exec_module(module)
-            finally:  # later imports of torchvision see the real failure, not the stand-in
-                for name in stand_in:
-                    sys.modules.pop(name, None)
-
-        spec.loader.exec_module = exec_with_stand_in
-        return spec
+    def wrap(self, exec_module, module: ModuleType) -> None:
+        if _real_torchvision_imports():
+            exec_module(module)
+            return
+        stand_in = _torchvision_stand_in()
+        sys.modules.update(stand_in)
+        try:
+            exec_module(module)
+        finally:  # later imports of torchvision see the real failure, not the stand-in
+            for name in stand_in:
+                sys.modules.pop(name, None)
 
 
 def install_zennit_hook() -> None:
     """Install the zennit finder once (cheap: nothing is imported until zennit is)."""
-    if not any(isinstance(f, _ZennitTorchvisionFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _ZennitTorchvisionFinder())
+    _install_once(_ZennitTorchvisionFinder)
