@@ -109,19 +109,26 @@ def _inputs_folder(trained_classifier, folder):
     (folder / "corrupt.wav").write_bytes(b"RIFF0000WAVEjunk")
 
 
-def test_interpret_command_on_a_folder_with_bad_files(exported, trained_classifier, tmp_path):
-    _inputs_folder(trained_classifier, tmp_path / "inputs")
-    out = tmp_path / "out"
+@pytest.fixture(scope="module")
+def interpreted(exported, trained_classifier, tmp_path_factory):
+    """recipes/interpret.py run once on a folder of good and bad files."""
+    base = tmp_path_factory.mktemp("interpret")
+    _inputs_folder(trained_classifier, base / "inputs")
     result = run_recipe(
         "interpret.py",
         "--source",
         str(exported["folder"]),
-        str(tmp_path / "inputs"),
+        str(base / "inputs"),
         "--out",
-        str(out),
+        str(base / "out"),
         "--savedir",
-        str(tmp_path / "saved"),
+        str(base / "saved"),
     )
+    return {"result": result, "inputs": base / "inputs", "out": base / "out", "base": base}
+
+
+def test_interpret_command_on_a_folder_with_bad_files(exported, interpreted):
+    result, out = interpreted["result"], interpreted["out"]
     assert "3 file(s) explained" in result.stdout
     skipped = [line for line in result.stderr.splitlines() if line.startswith("skipped:")]
     assert len(skipped) == 2
@@ -139,9 +146,9 @@ def test_interpret_command_on_a_folder_with_bad_files(exported, trained_classifi
         "interpret.py",
         "--source",
         str(exported["folder"]),
-        str(tmp_path / "inputs"),
+        str(interpreted["inputs"]),
         "--out",
-        str(tmp_path / "out2"),
+        str(interpreted["base"] / "out2"),
         "--target",
         "whistle",
         check=False,
@@ -149,21 +156,10 @@ def test_interpret_command_on_a_folder_with_bad_files(exported, trained_classifi
     assert unknown.returncode == 2 and "unknown class 'whistle'" in unknown.stderr
 
 
-def test_report_opens_in_headless_chromium(exported, trained_classifier, tmp_path):
+def test_report_opens_in_headless_chromium(interpreted, tmp_path):
     chromium = shutil.which("chromium")
     assert chromium, "chromium is installed by `make test` (Makefile APT_TEST_PACKAGES)"
-    _inputs_folder(trained_classifier, tmp_path / "inputs")
-    out = tmp_path / "out"
-    run_recipe(
-        "interpret.py",
-        "--source",
-        str(exported["folder"]),
-        str(tmp_path / "inputs"),
-        "--out",
-        str(out),
-        "--savedir",
-        str(tmp_path / "saved"),
-    )
+    out = interpreted["out"]
     page = (out / "report.html").as_uri()
     dom = subprocess.run(
         [
