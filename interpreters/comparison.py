@@ -166,7 +166,7 @@ def compare(argv: list[str]) -> Path:
     with open(hparams_file) as stream:
         settings = load_hyperpyyaml(stream, overrides)
     check_hparams(settings, COMPARISON_KEYS, hparams_file)
-    device = run_opts.get("device", "cpu")
+    device = run_opts.get("device") or "cpu"
     table, sanity, skipped, oracle = {}, {}, {}, {}
     for entry in settings["methods"]:
         argv_method = method_argv(entry, settings["shared_overrides"], device, hparams_file)
