@@ -1,7 +1,8 @@
 """Pretrained interpreters: export a trained run, load it from a folder or hub id, explain files.
 
 An exported folder holds the recipe yaml as written (``hyperparams.yaml``), the run's overrides,
-one ``<module>.ckpt`` per trainable module, the classifier in ``classifier/`` and a model card.
+one ``<module>.ckpt`` per trainable module, the classifier in ``classifier/``, any other source
+folder the recipe reads (``<key>/``, e.g. L2I's ``nmf_source``) and a model card.
 Everything is fetched through SpeechBrain, so a hub id and a local folder take the same path.
 """
 
@@ -22,6 +23,7 @@ from interpreters.errors import InterpreterError
 from interpreters.recipe import OVERRIDES_YAML, SOURCE_YAML
 from interpreters.sources import export_classifier, fetch_files, load_classifier, load_state
 
+AUXILIARY_YAML = "auxiliary_sources.yaml"  # other *_source folders shipped in the export
 MIN_SECONDS = 0.1  # shorter inputs have too few STFT frames to explain
 
 
@@ -61,8 +63,27 @@ def export_interpreter(run_folder: str | Path, out_folder: str | Path) -> Path:
     shutil.copyfile(out / "classifier" / "label_encoder.txt", out / "label_encoder.txt")
     shutil.copyfile(run / SOURCE_YAML, out / "hyperparams.yaml")
     (out / OVERRIDES_YAML).write_text(yaml.safe_dump(overrides, sort_keys=True))
+    (out / AUXILIARY_YAML).write_text(yaml.safe_dump(copy_auxiliary_sources(hparams, out)))
     (out / "README.md").write_text(model_card(hparams, run))
     return out
+
+
+def copy_auxiliary_sources(hparams: dict, out: Path) -> dict[str, list[str]]:
+    """Copy the local folders of other ``*_source`` keys (e.g. L2I's NMF dictionary) into the
+    export, so it stays self-contained; returns {key: files copied}."""
+    copied = {}
+    for key, value in hparams.items():
+        if not key.endswith("_source") or key == "classifier_source":
+            continue
+        folder = Path(str(value))
+        if not folder.is_dir():
+            continue  # a hub id: fetched from the hub as in training
+        files = sorted(p.name for p in folder.iterdir() if p.is_file())
+        (out / key).mkdir(exist_ok=True)
+        for name in files:
+            shutil.copyfile(folder / name, out / key / name)
+        copied[key] = files
+    return copied
 
 
 def model_card(hparams: dict, run: Path) -> str:
@@ -104,7 +125,9 @@ class Interpreter:
     ) -> Interpreter:
         """Fetch an exported interpreter (folder or hub id) into ``savedir`` and build it."""
         savedir = Path(savedir or Path("pretrained_models") / str(source).replace("/", "--"))
-        files = fetch_files(source, [], savedir, key="source", extra=(OVERRIDES_YAML,))
+        files = fetch_files(
+            source, [], savedir, key="source", extra=(OVERRIDES_YAML, AUXILIARY_YAML)
+        )
         load_classifier(source, savedir / "classifier", key="source", subfolder="classifier")
         run_overrides = yaml.safe_load(files[OVERRIDES_YAML].read_text()) or {}
         local = {
@@ -112,6 +135,11 @@ class Interpreter:
             "output_folder": str(savedir),
             "save_folder": str(savedir / "save"),
         }
+        auxiliary = yaml.safe_load(files[AUXILIARY_YAML].read_text()) or {}
+        for key, names in auxiliary.items():
+            extra = tuple(n for n in names if n != "hyperparams.yaml")
+            fetch_files(source, [], savedir / key, key="source", subfolder=key, extra=extra)
+            local[key] = str(savedir / key)
         with open(files["hyperparams"]) as stream:
             hparams = load_hyperpyyaml(stream, {**run_overrides, **local})
         names = list(hparams["modules"])

@@ -175,3 +175,24 @@ def test_fidelity_is_scored_against_the_classifier_decision(brain_and_mixtures):
     values = brain.method_metrics(explanation)
     assert values["Θ top-1"].tolist() == [100.0, 0.0, 0.0, 0.0]
     assert values["Θ top-3"].tolist() == [100.0, 100.0, 0.0, 100.0]
+
+
+def test_export_ships_the_dictionary_and_reloads_without_it(l2i_run, nmf_run, tmp_path):
+    import shutil
+
+    from interpreters.inference import Interpreter
+
+    exported = tmp_path / "exported"
+    run_recipe("export.py", "--run", str(l2i_run["out"]), "--out", str(exported))
+    assert (exported / "nmf_source" / "nmf.ckpt").is_file()
+    wav_folder = l2i_run["out"] / "examples" / "test" / "wav"
+    source = sorted(wav_folder.glob("*_input.wav"))[0]
+    saved = load_audio(str(source).replace("_input.wav", "_interpretation.wav"), 16000)
+    hidden = tmp_path / "nmf_moved_away"
+    shutil.move(nmf_run / "pretrained", hidden)  # the export must not need the training folder
+    try:
+        interpreter = Interpreter.from_hparams(str(exported), savedir=tmp_path / "saved")
+        explanation = interpreter.interpret_batch(load_audio(source, 16000)[None])
+    finally:
+        shutil.move(hidden, nmf_run / "pretrained")
+    assert torch.allclose(explanation.interpretation[0], saved, atol=1e-5)
