@@ -146,3 +146,16 @@ def test_log_spectral_distance_hand_values():
 def test_filter_count_that_cannot_reconstruct_is_one_line(trained_classifier, tmp_path):
     with pytest.raises(InterpreterError, match="n_filters \\(48\\).*2·kernel_size"):
         _brain(trained_classifier, tmp_path, n_filters=48)
+
+
+def test_export_and_from_hparams_reproduce_the_run(trained_run, tmp_path):
+    from interpreters.audio import load_audio
+    from interpreters.inference import Interpreter
+
+    out, _ = trained_run
+    run_recipe("export.py", "--run", str(out), "--out", str(tmp_path / "exported"))
+    interpreter = Interpreter.from_hparams(str(tmp_path / "exported"), savedir=tmp_path / "saved")
+    source = sorted((out / "examples" / "test" / "wav").glob("*_input.wav"))[0]
+    saved = load_audio(str(source).replace("_input.wav", "_interpretation.wav"), 16000)
+    explanation = interpreter.interpret_batch(load_audio(source, 16000)[None])
+    assert torch.allclose(explanation.interpretation[0], saved, atol=1e-5)
