@@ -154,7 +154,8 @@ def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
     columns = list(next(iter(sanity.values()))) if sanity else []
     table = metrics.format_table(rows, columns, name_header="method · similarity")
     lines = [
-        f"- {m}: {v} (Spearman < {threshold} when all layers are random)"
+        f"- {m}: {v} (Spearman with every layer random: {list(sanity[m].values())[-1]['spearman']:.2f}"
+        f"; passing needs < {threshold})"
         for m, v in verdicts.items()
     ]
     return table + "\n\n" + "\n".join(lines), verdicts
