@@ -145,17 +145,17 @@ def evaluate_method(argv: list[str], settings: dict) -> tuple[dict, dict] | str:
 def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
     """Markdown of Spearman/SSIM per randomisation step; a method passes when the fully
     randomised model's explanation has Spearman below ``threshold``."""
-    rows, verdicts = {}, {}
+    rows, verdicts, random_spearman = {}, {}, {}
     for method, steps in sanity.items():
         for measure in ("spearman", "ssim"):
             rows[f"{method} · {measure}"] = {step: v[measure] for step, v in steps.items()}
-        last = list(steps.values())[-1]["spearman"]
-        verdicts[method] = "passes" if last < threshold else "FAILS"
+        random_spearman[method] = list(steps.values())[-1]["spearman"]
+        verdicts[method] = "passes" if random_spearman[method] < threshold else "FAILS"
     columns = list(next(iter(sanity.values()))) if sanity else []
     table = metrics.format_table(rows, columns, name_header="method · similarity")
     lines = [
-        f"- {m}: {v} (Spearman with every layer random: {list(sanity[m].values())[-1]['spearman']:.2f}"
-        f"; passing needs < {threshold})"
+        f"- {m}: {v} (Spearman with every layer random: {random_spearman[m]:.2f}; "
+        f"passing needs < {threshold})"
         for m, v in verdicts.items()
     ]
     return table + "\n\n" + "\n".join(lines), verdicts
