@@ -21,7 +21,7 @@ from interpreters.audio import load_audio
 from interpreters.brain import Explanation, InterpreterBrain
 from interpreters.errors import InterpreterError
 from interpreters.recipe import OVERRIDES_YAML, SOURCE_YAML
-from interpreters.sources import export_classifier, fetch_files, load_classifier, load_state
+from interpreters.sources import export_classifier, fetch_files, load_state
 
 AUXILIARY_YAML = "auxiliary_sources.yaml"  # other *_source folders shipped in the export
 MIN_SECONDS = 0.1  # shorter inputs have too few STFT frames to explain
@@ -128,7 +128,7 @@ class Interpreter:
         files = fetch_files(
             source, [], savedir, key="source", extra=(OVERRIDES_YAML, AUXILIARY_YAML)
         )
-        load_classifier(source, savedir / "classifier", key="source", subfolder="classifier")
+        fetch_files(source, ["classifier"], savedir / "classifier", "source", "classifier")
         run_overrides = yaml.safe_load(files[OVERRIDES_YAML].read_text()) or {}
         local = {
             "classifier_source": str(savedir / "classifier"),
