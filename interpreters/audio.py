@@ -97,8 +97,11 @@ class FrontEnd(nn.Module):
 
     def analyse(self, wavs: torch.Tensor) -> Spectrum:
         """Waveforms [B, N] -> compressed magnitude and phase."""
-        spec = self.stft(wavs)
-        return Spectrum(self.compress(spec.abs()), torch.angle(spec), wavs.shape[-1])
+        return self.spectrum(self.stft(wavs), wavs.shape[-1])
+
+    def spectrum(self, spec: torch.Tensor, length: int) -> Spectrum:
+        """Complex STFT [B, T, F] of ``length``-sample waveforms -> compressed magnitude, phase."""
+        return Spectrum(self.compress(spec.abs()), torch.angle(spec), length)
 
     def synthesise(self, spectrum: Spectrum, mask: torch.Tensor) -> torch.Tensor:
         """Apply a [B, T, F] mask to the compressed magnitude; back to a waveform with the phase."""
@@ -116,9 +119,12 @@ class FrontEnd(nn.Module):
 
         It is the ceiling any mask-based explanation can reach on a mixture with known sources.
         """
-        target = self.compress(self.stft(stem).abs())
-        mix = self.compress(self.stft(mixture).abs())
-        return (target / mix.clamp_min(1e-8)).clamp(0.0, 1.0)
+        return self.ratio_mask(self.stft(mixture).abs(), self.stft(stem).abs())
+
+    def ratio_mask(self, mixture_magnitude: torch.Tensor, stem_magnitude: torch.Tensor):
+        """``ideal_mask`` from magnitudes already computed: compressed stem over mixture."""
+        target = self.compress(stem_magnitude)
+        return (target / self.compress(mixture_magnitude).clamp_min(1e-8)).clamp(0.0, 1.0)
 
 
 def load_audio(

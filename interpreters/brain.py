@@ -242,33 +242,39 @@ class InterpreterBrain(Brain):
         which = hit.float().argmax(dim=1)
         rows = torch.arange(len(which), device=self.device)
         target_stem, other_stem = stems[rows, which], stems[rows, 1 - which]
+        mixture_spec = self.front_end.stft(mixture)
+        magnitudes = {
+            "mix": mixture_spec.abs(),
+            "target": self.front_end.stft(target_stem).abs(),
+            "other": self.front_end.stft(other_stem).abs(),
+        }
         mask = self.time_frequency_mask(explanation, mixture)
         values = self.ground_truth_scores(
-            explanation.interpretation, mask, mixture, target_stem, other_stem, lens
+            explanation.interpretation, mask, mixture, target_stem, magnitudes, lens
         )
-        values = {k: torch.where(found, v, torch.nan) for k, v in values.items()}
-        values["in-mix"] = 100.0 * found.float()
-        self.record_oracle(mixture, target_stem, other_stem, lens, explanation, found)
-        return values
+        oracle = self.oracle_scores(
+            mixture_spec, mixture, target_stem, magnitudes, lens, explanation
+        )
+        self.accumulators.setdefault("oracle", metrics.MetricAccumulator()).update(
+            only_where(found, oracle)
+        )
+        return {**only_where(found, values), "in-mix": 100.0 * found.float()}
 
-    def ground_truth_scores(self, interpretation, mask, mixture, target_stem, other_stem, lens):
-        """SI-SDR(i) of an interpretation and its mask's energy precision/recall."""
-        magnitude = {
-            name: self.front_end.stft(wav).abs()
-            for name, wav in (("mix", mixture), ("target", target_stem), ("other", other_stem))
-        }
+    def ground_truth_scores(self, interpretation, mask, mixture, target_stem, magnitudes, lens):
+        """SI-SDR(i) of an interpretation and its mask's energy precision/recall against the
+        target stem (``magnitudes``: |STFT| of "mix", "target" and "other")."""
         precision, recall = metrics.mask_energy_precision_recall(
-            mask, magnitude["mix"], magnitude["target"], magnitude["other"]
+            mask, magnitudes["mix"], magnitudes["target"], magnitudes["other"]
         )
         scores = metrics.ground_truth(interpretation, mixture, target_stem, lens)
         return {**scores, "precision": 100 * precision, "recall": 100 * recall}
 
-    def record_oracle(self, mixture, target_stem, other_stem, lens, explanation, found) -> None:
-        """The ideal mask of the picked stem: the best any mask-based explanation can do."""
-        spectrum = self.front_end.analyse(mixture)
-        mask = self.front_end.ideal_mask(mixture, target_stem)
+    def oracle_scores(self, mixture_spec, mixture, target_stem, magnitudes, lens, explanation):
+        """Every metric of the ideal mask of the picked stem: the best any mask can do."""
+        spectrum = self.front_end.spectrum(mixture_spec, mixture.shape[-1])
+        mask = self.front_end.ratio_mask(magnitudes["mix"], magnitudes["target"])
         interpretation, residual = self.front_end.listenable(spectrum, mask)
-        values = {
+        return {
             **metrics.faithfulness(
                 explanation.probabilities,
                 self.classifier(interpretation).softmax(-1),
@@ -277,11 +283,9 @@ class InterpreterBrain(Brain):
             ),
             **metrics.mask_statistics(mask),
             **self.ground_truth_scores(
-                interpretation, mask, mixture, target_stem, other_stem, lens
+                interpretation, mask, mixture, target_stem, magnitudes, lens
             ),
         }
-        values = {k: torch.where(found, v, torch.nan) for k, v in values.items()}
-        self.accumulators.setdefault("oracle", metrics.MetricAccumulator()).update(values)
 
     def save_examples(self, batch, explanation: Explanation) -> None:
         """Write input / interpretation / residual wavs and a picture for the first examples."""
@@ -327,6 +331,11 @@ class InterpreterBrain(Brain):
         if if_main_process():
             write_metrics(self.hparams.output_folder, self.results, columns)
         return Path(self.hparams.output_folder) / "metrics.md"
+
+
+def only_where(keep: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-example values with NaN where ``keep`` is False (the accumulator leaves NaN out)."""
+    return {k: torch.where(keep, v, torch.nan) for k, v in values.items()}
 
 
 def total_variation(mask: torch.Tensor) -> torch.Tensor:
