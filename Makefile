@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 APT_STAMP := $(VENV)/.apt-installed
-APT_PACKAGES :=
+APT_PACKAGES := fluidsynth fluid-soundfont-gm espeak-ng
 APT_TEST_PACKAGES := chromium
 RUN := results/lmac_spec_cnn_synth
 export HF_HUB_OFFLINE ?= 1
@@ -29,7 +29,7 @@ APT_INSTALL = missing=$$(for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || echo $
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
-$(APT_STAMP):
+$(APT_STAMP): Makefile
 	@$(call APT_INSTALL,$(APT_PACKAGES))
 	mkdir -p $(VENV) && touch $@
 

@@ -7,11 +7,14 @@ a staging folder and moved into place with one rename once every file is on disk
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 
 from speechbrain.utils.checkpoints import Checkpoint, Checkpointer
 from speechbrain.utils.distributed import if_main_process
+
+logger = logging.getLogger(__name__)
 
 STAGING = ".staging"  # no CKPT.yaml directly inside, so SpeechBrain never lists it
 
@@ -36,5 +39,6 @@ class AtomicCheckpointer(Checkpointer):
         while target.exists():
             target = target.with_name(target.name + "+1")
         os.replace(staged.path, target)
+        logger.info("Checkpoint complete: moved into %s", target)
         paramfiles = {name: target / path.name for name, path in staged.paramfiles.items()}
         return Checkpoint(target, staged.meta, paramfiles)

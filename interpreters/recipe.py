@@ -9,11 +9,12 @@ from pathlib import Path
 import speechbrain as sb
 import yaml
 from hyperpyyaml import load_hyperpyyaml
-from speechbrain.utils.distributed import if_main_process, run_on_main
+from speechbrain.utils.distributed import ddp_barrier, if_main_process, run_on_main
 
 from interpreters.brain import check_hparams
 from interpreters.data.dataio import build_datasets
 from interpreters.errors import InterpreterError
+from interpreters.finetune import initialise_from, write_report
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +23,9 @@ OVERRIDES_YAML = "overrides.yaml"  # the command-line overrides of the run
 
 RECIPE_KEYS = [
     "output_folder",
+    "dataset",
     "data_folder",
+    "prepared_folder",
     "prepare_data",
     "manifests",
     "labels",
@@ -80,7 +83,7 @@ def prepare(argv: list[str]):
         save_recipe_source(hparams_file, overrides, hparams["output_folder"])
     run_on_main(hparams["prepare_data"])
     datasets = build_datasets(
-        hparams["manifests"], hparams["data_folder"], hparams["labels"], hparams["sample_rate"]
+        hparams["manifests"], hparams["prepared_folder"], hparams["labels"], hparams["sample_rate"]
     )
     brain = hparams["brain_class"](
         modules=hparams["modules"],
@@ -94,7 +97,9 @@ def prepare(argv: list[str]):
 
 def train(argv: list[str]) -> Path:
     """Train (resuming from the last checkpoint), evaluate the best one; path of its table."""
+    argv, init_from = pop_option(argv, "init_from")
     hparams, datasets, brain = prepare(argv)
+    start_from_pretrained(hparams, brain, init_from or hparams.get("init_from"))
     brain.fit(
         hparams["epoch_counter"],
         datasets["train"],
@@ -103,6 +108,34 @@ def train(argv: list[str]) -> Path:
         valid_loader_kwargs=hparams["test_dataloader_opts"],
     )
     return brain.run_evaluation(datasets, hparams["test_dataloader_opts"])
+
+
+def pop_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
+    """Take ``--name=value`` (or ``--name value``) out of the command line: an option of the
+    run itself rather than a yaml key, so it works with any recipe yaml."""
+    rest, value, args = [], None, iter(argv)
+    for arg in args:
+        if arg == f"--{name}":
+            value = next(args, None)
+        elif arg.startswith(f"--{name}="):
+            value = arg.split("=", 1)[1]
+        else:
+            rest.append(arg)
+    return rest, value
+
+
+def start_from_pretrained(hparams: dict, brain, source: str | None) -> None:
+    """Fine-tuning: a fresh run started ``--init_from`` a pretrained interpreter (or classifier)
+    loads what fits from it; a run that already has a checkpoint resumes from that instead."""
+    if not source or brain.checkpointer.find_checkpoint() is not None:
+        return
+    savedir = Path(hparams["save_folder"]) / "init_from"
+    kwargs = {"modules": hparams["modules"], "source": source, "savedir": savedir}
+    if if_main_process():  # fetches the files once; the other processes then read them
+        write_report(initialise_from(**kwargs), source, hparams["output_folder"])
+    ddp_barrier()
+    if not if_main_process():
+        initialise_from(**kwargs)
 
 
 def evaluate(argv: list[str]) -> Path:

@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
             hparams, brain = trained_brain(yaml, args.device)
             datasets = build_datasets(
                 {args.set: hparams["manifests"][args.set]},
-                hparams["data_folder"],
+                hparams["prepared_folder"],
                 hparams["labels"],
                 hparams["sample_rate"],
             )

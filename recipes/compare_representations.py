@@ -30,7 +30,7 @@ from interpreters.errors import InterpreterError  # noqa: E402
 from interpreters.methods.lrp import LRPBrain  # noqa: E402
 from interpreters.recipe import main  # noqa: E402
 
-KEYS = ["output_folder", "prepare_data", "manifests", "data_folder", "sample_rate", "n_clips"]
+KEYS = ["output_folder", "prepare_data", "manifests", "prepared_folder", "sample_rate", "n_clips"]
 KEYS += ["batch_size", "n_figures", "n_audio", "classifiers", "front_end", "composite"]
 KEYS += ["first_layer_rule", "bands_hz"]
 
@@ -196,7 +196,7 @@ def run(argv: list[str]) -> Path:
     hparams["prepare_data"]()
     labels = next(iter(hparams["classifiers"].values())).labels
     dataset = build_datasets(
-        hparams["manifests"], hparams["data_folder"], labels, hparams["sample_rate"]
+        hparams["manifests"], hparams["prepared_folder"], labels, hparams["sample_rate"]
     )["mixtures"]
     batch = PaddedBatch([dataset[i] for i in range(min(hparams["n_clips"], len(dataset)))])
     results, rows, rate = {}, {}, hparams["sample_rate"]

@@ -8,16 +8,21 @@ downloaded, so every recipe has data to run on.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable
 
 import numpy as np
 import soundfile as sf
 from tqdm import tqdm
 
+from interpreters.data._io import (
+    check_existing,
+    ensure_writable,
+    item_rng,
+    write_float_wav,
+    write_json_atomic,
+)
 from interpreters.errors import InterpreterError
 
 logger = logging.getLogger(__name__)
@@ -44,7 +49,6 @@ _SPLITS = ("train", "valid", "test")
 _MIXTURES = "mixtures"
 # Independent seed streams: SeedSequence(seed, spawn_key=(stream, item)) for every item.
 _STREAMS = {"train": 0, "valid": 1, "test": 2, _MIXTURES: 3}
-_SFC_SET_ADD_PEAK_CHUNK = 0x1050  # libsndfile command; the PEAK chunk holds a timestamp
 
 _Generator = Callable[[np.random.Generator, int, int], np.ndarray]
 
@@ -417,27 +421,7 @@ def _make_mixture(
 
 def _item_rng(seed: int, stream: str, index: int) -> np.random.Generator:
     """Generator of one item, independent of every other item and of the split sizes."""
-    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(_STREAMS[stream], index)))
-
-
-def _write_float_wav(path: str, signal: np.ndarray, sample_rate: int) -> None:
-    """Write a 32-bit float wav without libsndfile's PEAK chunk, whose timestamp breaks
-    byte-for-byte determinism."""
-    with sf.SoundFile(path, "w", sample_rate, 1, subtype="FLOAT", format="WAV") as handle:
-        lib = getattr(sf, "_snd", None)
-        ffi = getattr(sf, "_ffi", None)
-        if lib is not None and ffi is not None:
-            lib.sf_command(handle._file, _SFC_SET_ADD_PEAK_CHUNK, ffi.NULL, 0)
-        handle.write(signal)
-
-
-def _write_json_atomic(path: str, obj: dict) -> None:
-    """Write JSON to a temporary file then rename it, so a reader never sees half a file."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2)
-        handle.write("\n")
-    os.replace(tmp, path)
+    return item_rng(seed, _STREAMS[stream], index)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,63 +429,10 @@ def _write_json_atomic(path: str, obj: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-def _read_config(path: str) -> dict | None:
-    """Load a synth config, or None when the file is unreadable or not a JSON object."""
-    try:
-        with open(path, encoding="utf-8") as handle:
-            config = json.load(handle)
-    except (OSError, ValueError):
-        return None
-    return config if isinstance(config, dict) else None
-
-
 def _check_existing(data_folder: str, config: dict, manifests: dict[str, str]) -> bool:
     """Return True if ``data_folder`` already holds this exact set; raise if it holds another."""
-    config_path = os.path.join(data_folder, _CONFIG_NAME)
-    if not os.path.isfile(config_path):
-        ours = [*(f"{s}.json" for s in (*_SPLITS, _MIXTURES)), *_SPLITS, _MIXTURES]
-        found = [name for name in ours if os.path.exists(os.path.join(data_folder, name))]
-        if found:
-            raise InterpreterError(
-                f"data_folder {data_folder} holds {', '.join(found)} but no {_CONFIG_NAME}, so "
-                "it was not made by prepare_synth; pick another data_folder or delete that one"
-            )
-        return False
-    existing = _read_config(config_path)
-    if existing is None:
-        raise InterpreterError(
-            f"data_folder {data_folder} holds a {_CONFIG_NAME} that cannot be read as a synth "
-            "config; pick another data_folder or delete that one"
-        )
-    differing = sorted(
-        key
-        for key in config.keys() | existing.keys()
-        if config.get(key, None) != existing.get(key, None)
-    )
-    if differing:
-        details = ", ".join(
-            f"{key}: {json.dumps(existing.get(key))} there vs {json.dumps(config.get(key))} asked"
-            for key in differing
-        )
-        raise InterpreterError(
-            f"data_folder {data_folder} holds synth data made with other settings ({details}); "
-            "pick another data_folder or delete that one"
-        )
-    return all(os.path.isfile(path) for path in manifests.values())
-
-
-def _ensure_writable(data_folder: str) -> None:
-    """Create ``data_folder`` and probe it with a file, failing early with a clear message."""
-    try:
-        os.makedirs(data_folder, exist_ok=True)
-        with tempfile.TemporaryFile(dir=data_folder):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
-        raise InterpreterError(
-            f"data_folder {data_folder} is not writable: {reason}; "
-            "set data_folder to a writable folder"
-        ) from exc
+    ours = [*(f"{s}.json" for s in (*_SPLITS, _MIXTURES)), *_SPLITS, _MIXTURES]
+    return check_existing(data_folder, config, manifests, _CONFIG_NAME, ours, "synth")
 
 
 def prepare_synth(
@@ -545,8 +476,8 @@ def prepare_synth(
     if os.path.isdir(data_folder) and _check_existing(data_folder, config, manifests):
         logger.info("synth data found in %s, skipping", data_folder)
         return manifests
-    _ensure_writable(data_folder)
-    _write_json_atomic(os.path.join(data_folder, _CONFIG_NAME), config)
+    ensure_writable(data_folder)
+    write_json_atomic(os.path.join(data_folder, _CONFIG_NAME), config)
     for name in manifests:
         os.makedirs(os.path.join(data_folder, name), exist_ok=True)
 
@@ -604,12 +535,12 @@ def prepare_synth(
             }
             for key, suffix in (("mixture", ""), ("stem1", "_s1"), ("stem2", "_s2")):
                 path = os.path.join(data_folder, _MIXTURES, f"{item_id}{suffix}.wav")
-                _write_float_wav(path, mix[key], sample_rate)
+                write_float_wav(path, mix[key], sample_rate)
             entries[_MIXTURES][item_id] = entry
             progress.update()
 
     for name, path in manifests.items():  # last: their presence marks a completed generation
-        _write_json_atomic(path, entries[name])
+        write_json_atomic(path, entries[name])
     logger.info("synth data ready in %s", data_folder)
     return manifests
 

@@ -53,6 +53,10 @@ class NMFDictionary(nn.Module):
         V = spectrogram.transpose(1, 2)
         numerator = torch.einsum("bft,bkt->fk", V, activations)
         gram = torch.einsum("bkt,blt->kl", activations, activations)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # DDP: every process steps with the statistics of the global batch, so W stays one.
+            torch.distributed.all_reduce(numerator)
+            torch.distributed.all_reduce(gram)
         W = self.W
         for _ in range(n_iter):
             W = W * numerator / (W @ gram + EPS)

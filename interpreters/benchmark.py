@@ -1,0 +1,294 @@
+"""Speed, memory and quality of every method on one classifier and one data set.
+
+For each method listed in a benchmark yaml, in a fresh process of its own (so peak memory is
+that method's alone): peak memory of one explanation, explanation latency (median of timed
+calls after warm-up) at each batch size, the classifier's own forward time under the same
+conditions, training throughput for trained interpreters, and the full metric table. Ratios
+to the classifier forward and to a reference method (Integrated Gradients, 50 steps) follow.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from functools import partial
+from pathlib import Path
+
+import speechbrain as sb
+import torch
+from hyperpyyaml import load_hyperpyyaml
+
+from interpreters import metrics
+from interpreters.brain import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS, check_hparams
+from interpreters.comparison import first_clips, method_argv
+from interpreters.errors import InterpreterError
+from interpreters.recipe import prepare
+
+logger = logging.getLogger(__name__)
+
+BENCHMARK_KEYS = [
+    "output_folder",
+    "methods",
+    "shared_overrides",
+    "batch_sizes",
+    "warmup",
+    "repeats",
+    "train_steps",
+    "train_batch_size",
+    "reference_method",
+    "evaluate_metrics",
+    "only",
+]
+
+
+def synchronise(device: torch.device | str) -> None:
+    """Wait for queued GPU work so wall-clock timings cover it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(call: Callable[[], object], warmup: int, repeats: int, device) -> float:
+    """Median wall time of ``call`` over ``repeats`` timed calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        call()
+    synchronise(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        synchronise(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def _resident_bytes() -> int:
+    """This process's resident set size, from /proc (Linux)."""
+    with open("/proc/self/statm") as stream:
+        return int(stream.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def peak_memory_mib(call: Callable[[], object], device: torch.device | str) -> float:
+    """Peak memory one call adds, in MiB: allocated GPU memory on CUDA, resident memory
+    (sampled every millisecond) on CPU. Run it first in a fresh process, before the allocator
+    holds freed blocks that would hide the growth."""
+    if torch.device(device).type == "cuda":
+        synchronise(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        before = torch.cuda.memory_allocated(device)
+        call()
+        synchronise(device)
+        return (torch.cuda.max_memory_allocated(device) - before) / 2**20
+    before = _resident_bytes()
+    peak = [before]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], _resident_bytes())
+            time.sleep(0.001)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        call()
+    finally:
+        done.set()
+        sampler.join()
+    return (max(peak[0], _resident_bytes()) - before) / 2**20
+
+
+def clips(dataset, batch_size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``batch_size`` clips of a set (repeated if the set is smaller), on device."""
+    batch = first_clips(dataset, batch_size)
+    wavs, lens = batch.sig.data, batch.sig.lengths
+    repeat = -(-batch_size // len(wavs))
+    return wavs.repeat(repeat, 1)[:batch_size].to(device), lens.repeat(repeat)[:batch_size]
+
+
+def latencies(brain, dataset, settings: dict) -> dict[str, float]:
+    """Median milliseconds per batch of ``explain`` and of the classifier forward, per size."""
+    row, timing = {}, (settings["warmup"], settings["repeats"], brain.device)
+    for size in settings["batch_sizes"]:
+        wavs, lens = clips(dataset, size, brain.device)
+        with torch.no_grad():
+            explain = median_seconds(partial(brain.explain, wavs, lens), *timing)
+            forward = median_seconds(partial(brain.classifier, wavs), *timing)
+        row[f"explain b{size}"], row[f"forward b{size}"] = 1000 * explain, 1000 * forward
+    return row
+
+
+def training_throughput(brain, dataset, batch_size: int, steps: int) -> float:
+    """Clips per second of the interpreter's own training step (after one warm-up step)."""
+    batch = first_clips(dataset, batch_size)
+    brain.init_optimizers()
+    brain.modules.train()
+    brain.on_stage_start(sb.Stage.TRAIN)
+
+    def step() -> None:
+        brain.step += 1
+        brain.fit_batch(batch)
+
+    seconds = median_seconds(step, 1, steps, brain.device)
+    brain.modules.eval()
+    return len(batch.sig.data) / seconds
+
+
+def n_parameters(brain) -> float:
+    """Trainable interpreter parameters in thousands (the frozen classifier is not counted)."""
+    return sum(p.numel() for p in brain.modules.parameters() if p.requires_grad) / 1000
+
+
+def benchmark_method(argv: list[str], settings: dict) -> dict | str:
+    """Every measurement of one method; a reason string when it cannot run here."""
+    hparams, datasets, brain = prepare(argv)
+    if brain.trainable and brain.checkpointer.recover_if_possible() is None:
+        return f"no checkpoint in {brain.checkpointer.checkpoints_dir}"
+    brain.modules.eval()
+    test = datasets["test"]
+    largest = max(settings["batch_sizes"])
+    wavs, lens = clips(test, largest, brain.device)
+    with torch.no_grad():
+        peak = peak_memory_mib(lambda: brain.explain(wavs, lens), brain.device)
+    speed = {"params k": n_parameters(brain), "peak MiB": peak, **latencies(brain, test, settings)}
+    if settings["evaluate_metrics"]:
+        brain.run_evaluation(datasets, hparams["test_dataloader_opts"])
+    if brain.trainable and settings["train_steps"] > 0:
+        speed["train clips/s"] = training_throughput(
+            brain, datasets["train"], settings["train_batch_size"], settings["train_steps"]
+        )
+    return {"method": hparams["method_name"], "speed": speed, "metrics": brain.results}
+
+
+def _worker(argv: list[str], settings: dict) -> dict | str:
+    """Entry point of the per-method process (logs and threads set like the parent's)."""
+    torch.set_num_threads(settings["threads"])
+    try:
+        return benchmark_method(argv, settings)
+    except InterpreterError as err:
+        return str(err)
+
+
+def run_isolated(argv: list[str], settings: dict) -> dict | str:
+    """``benchmark_method`` in a fresh spawned process: its peak memory is its own."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(_worker, argv, settings).result()
+
+
+def add_ratios(results: dict[str, dict], sizes: list[int], reference: str) -> None:
+    """Latency over the classifier forward and over the reference method, per batch size."""
+    base = results.get(reference, {}).get("speed", {})
+    for record in results.values():
+        speed = record["speed"]
+        for size in sizes:
+            explain = speed[f"explain b{size}"]
+            speed[f"× forward b{size}"] = explain / speed[f"forward b{size}"]
+            if f"explain b{size}" in base:
+                speed[f"× {reference} b{size}"] = explain / base[f"explain b{size}"]
+
+
+def speed_columns(sizes: list[int], reference: str) -> list[str]:
+    """Column order of the speed table: size, memory, latencies, ratios, throughput."""
+    columns = ["params k", "peak MiB"]
+    for size in sizes:
+        columns += [f"explain b{size}", f"forward b{size}", f"× forward b{size}"]
+        columns.append(f"× {reference} b{size}")
+    return columns + ["train clips/s"]
+
+
+def benchmark(argv: list[str]) -> Path:
+    """Run every listed method; write benchmark.md and benchmark.json; path of the md."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    if not Path(hparams_file).is_file():
+        raise InterpreterError(f"hparams file {hparams_file} does not exist")
+    with open(hparams_file) as stream:
+        settings = load_hyperpyyaml(stream, overrides)
+    check_hparams(settings, BENCHMARK_KEYS, hparams_file)
+    device = run_opts.get("device") or "cpu"
+    settings = {**settings, "threads": torch.get_num_threads()}
+    results, skipped = {}, {}
+    for entry in settings["methods"]:
+        name = entry.get("name") if isinstance(entry, dict) else None
+        argv_method = method_argv(entry, settings["shared_overrides"], device, hparams_file)
+        label = name or argv_method[0]
+        if settings["only"] and label not in settings["only"]:
+            continue
+        if not Path(argv_method[0]).is_file():
+            skipped[label] = "yaml not present"
+            continue
+        logger.info("benchmarking %s", label)
+        outcome = run_isolated(argv_method, _picklable(settings))
+        if isinstance(outcome, str):
+            skipped[label] = outcome
+            continue
+        results[name or outcome["method"]] = renamed(outcome, name)
+    add_ratios(results, settings["batch_sizes"], settings["reference_method"])
+    return write_benchmark(settings, results, skipped, device)
+
+
+def renamed(outcome: dict, name: str | None) -> dict:
+    """Metric rows under the benchmark's name for the method (two IG settings stay apart)."""
+    if not name:
+        return outcome
+    prefix = f"{outcome['method']} · "
+    rows = {
+        (name + " · " + row[len(prefix) :]) if row.startswith(prefix) else row: values
+        for row, values in outcome["metrics"].items()
+    }
+    return {**outcome, "metrics": rows}
+
+
+def _picklable(settings: dict) -> dict:
+    """The plain settings a worker needs (yaml objects such as the methods list stay here)."""
+    keep = ["batch_sizes", "warmup", "repeats", "train_steps", "train_batch_size"]
+    return {k: settings[k] for k in [*keep, "evaluate_metrics", "threads"]}
+
+
+def write_benchmark(settings: dict, results: dict, skipped: dict, device: str) -> Path:
+    """benchmark.json (everything) and benchmark.md (speed table, metric table, skipped)."""
+    folder = Path(settings["output_folder"])
+    folder.mkdir(parents=True, exist_ok=True)
+    sizes, reference = settings["batch_sizes"], settings["reference_method"]
+    speed = {name: record["speed"] for name, record in results.items()}
+    columns = [c for c in speed_columns(sizes, reference) if any(c in r for r in speed.values())]
+    quality = {row: v for record in results.values() for row, v in record["metrics"].items()}
+    columns_all = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS
+    present = [c for c in columns_all if any(c in r for r in quality.values())]
+    header = (
+        f"device {device}, {settings['threads']} threads; latencies in milliseconds per batch, "
+        f"median of {settings['repeats']} calls after {settings['warmup']} warm-up calls"
+    )
+    parts = [
+        "## Speed and memory",
+        header,
+        metrics.format_table(speed, columns, name_header="method"),
+        "## Metrics",
+        metrics.format_table(quality, present) if quality else "(not evaluated)",
+    ]
+    if skipped:
+        parts += ["## Skipped", "\n".join(f"- {k}: {v}" for k, v in skipped.items())]
+    md_path = folder / "benchmark.md"
+    md_path.write_text("\n\n".join(parts) + "\n")
+    record = {"device": device, "threads": settings["threads"], "results": results}
+    record["skipped"] = skipped
+    (folder / "benchmark.json").write_text(json.dumps(record, indent=2) + "\n")
+    print_ratios(speed, sizes, reference)
+    return md_path
+
+
+def print_ratios(speed: dict[str, dict], sizes: list[int], reference: str) -> None:
+    """The ratios that matter, one line per method."""
+    for name, row in speed.items():
+        parts = []
+        for size in sizes:
+            parts.append(f"b{size}: {row[f'× forward b{size}']:.1f}× forward")
+            if f"× {reference} b{size}" in row:
+                parts.append(f"{1 / row[f'× {reference} b{size}']:.1f}× faster than {reference}")
+        print(f"{name}: " + ", ".join(parts))
