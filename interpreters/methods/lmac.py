@@ -20,6 +20,8 @@ from interpreters.brain import (
     total_variation,
 )
 
+NHWC = torch.channels_last
+
 
 def as_time_frequency(hidden: torch.Tensor) -> torch.Tensor:
     """View a hidden representation as a 2D map [B, C, T', F'] (1D sequences get F' = 1)."""
@@ -56,18 +58,22 @@ class MaskDecoder(nn.Module):
     def forward(self, hidden: list[torch.Tensor], compressed: torch.Tensor) -> torch.Tensor:
         """Hidden representations + compressed spectrogram [B, T, F] -> mask [B, T, F]."""
         size = compressed.shape[1:]
+        # NHWC (channels-last) makes the full-resolution resizing and convolutions about twice
+        # as fast on CPU (oneDNN kernels); the mask is the same to float rounding.
+        maps = [as_time_frequency(hidden[i]).contiguous(memory_format=NHWC) for i in self.layers]
         fused = sum(
             F.interpolate(
-                projection(as_time_frequency(hidden[i])),
+                projection(hidden_map),
                 size=size,
                 mode="bilinear",
                 align_corners=False,
             )
-            for projection, i in zip(self.projections, self.layers)
+            for projection, hidden_map in zip(self.projections, maps)
         )
         if self.use_input:
             scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             fused = torch.cat([fused, (compressed / scale).unsqueeze(1)], dim=1)
+        fused = fused.contiguous(memory_format=NHWC)
         return torch.sigmoid(self.refine(fused)).squeeze(1)
 
 
