@@ -39,7 +39,7 @@ class SpectrogramCNN(AudioClassifier):
     def classify(self, features: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Blocks, then mean over time of the frequency max, and mean over both axes."""
         hidden = []
-        x = features.contiguous(memory_format=torch.channels_last)  # oneDNN: ~1.4x faster on CPU
+        x = features
         for block in self.blocks:
             x = block(x)
             hidden.append(x)
