@@ -44,7 +44,7 @@ def interpret_inputs(
     if not files:
         raise InterpreterError(f"no audio files found in {' '.join(inputs)}; give files or folders")
     interpreter = Interpreter.from_hparams(source, savedir, device)
-    if target is not None:
+    if target is not None and not getattr(interpreter.brain, "accepts_prompts", False):
         resolve_target(target, torch.zeros(1, len(interpreter.labels)), interpreter.labels)
     entries = []
     for path in tqdm(files, desc="interpreting", unit="file", disable=len(files) < 2):

@@ -1,0 +1,134 @@
+"""LMAC-ZS on the tiny CLAP: one epoch through recipes/train.py, explanations for free-text
+prompts, prompt-sensitivity scoring and the GradCAM baseline."""
+
+import pytest
+import torch
+from conftest import TINY_DATA, run_recipe
+from test_clap import tiny_clap  # noqa: F401  (session fixture: the CLAP being explained)
+
+from interpreters.errors import InterpreterError
+from interpreters.methods.lmac_zs import gradcam_maps, is_free_text, prompt_sensitivity
+from interpreters.recipe import load_hparams
+
+
+def _args(clap, output):
+    return [
+        f"--data_folder={clap['data']}",
+        f"--clap_source={clap['pretrained']}",
+        f"--output_folder={output}",
+        "--batch_size=8",
+        "--n_examples=2",
+        "--prompts_per_batch=3",
+        *TINY_DATA,
+    ]
+
+
+@pytest.fixture(scope="module")
+def trained_run(tiny_clap, tmp_path_factory):  # noqa: F811
+    """One epoch of hparams/lmac_zs.yaml through the real recipe, then the brain reloaded."""
+    out = tmp_path_factory.mktemp("lmac_zs") / "run"
+    args = _args(tiny_clap, out)
+    result = run_recipe("train.py", "hparams/lmac_zs.yaml", *args, "--number_of_epochs=1")
+    flags = dict(arg[2:].split("=", 1) for arg in args)
+    hparams = load_hparams("hparams/lmac_zs.yaml", "\n".join(f"{k}: {v}" for k, v in flags.items()))
+    brain = hparams["brain_class"](
+        modules=hparams["modules"],
+        hparams=hparams,
+        run_opts={"device": "cpu"},
+        checkpointer=hparams["checkpointer"],
+    )
+    assert brain.checkpointer.recover_if_possible(min_key="loss") is not None
+    brain.modules.eval()
+    return out, result, brain
+
+
+def test_recipe_trains_checkpoints_and_writes_the_table(trained_run):
+    out, result, _ = trained_run
+    assert list((out / "save").glob("CKPT+*/decoder.ckpt"))
+    table = (out / "metrics.md").read_text()
+    for row in ["LMAC-ZS · test", "LMAC-ZS · mixtures", "oracle mask · mixtures"]:
+        assert row in table
+    for column in ["AI", "Fid-In", "SI-SDRi", "MM-match", "MM-other", "GC-cos"]:
+        assert f" {column} |" in table.splitlines()[0]
+    assert list((out / "examples" / "test" / "wav").glob("*_interpretation.wav"))
+
+
+def test_explain_any_prompt_and_masks_differ(trained_run):
+    _, _, brain = trained_run
+    wavs = torch.randn(2, 8000) * 0.1
+    frames, freqs = brain.front_end.n_frames(8000), brain.front_end.n_freqs
+    rising = brain.explain(wavs, target="a rising whistle")
+    knock = brain.explain(wavs, target="someone knocking")
+    assert rising.mask.shape == (2, frames, freqs)
+    assert rising.interpretation.shape == wavs.shape == rising.residual.shape
+    assert 0 <= float(rising.mask.min()) and float(rising.mask.max()) <= 1
+    assert (rising.mask - knock.mask).abs().max() > 1e-4
+    torch.testing.assert_close(rising.logits, knock.logits)  # the decision is the same
+    decision = brain.explain(wavs)
+    by_index = brain.explain(wavs, target=decision.target[0].item())
+    by_prompt = brain.explain(wavs, target=brain.classifier.prompts[decision.target[0].item()])
+    torch.testing.assert_close(by_index.mask[0], decision.mask[0])
+    torch.testing.assert_close(by_prompt.mask, by_index.mask)
+    per_item = brain.explain(wavs, target=["a rising whistle", "someone knocking"])
+    # (padding the prompts together shifts the text embeddings by float noise)
+    torch.testing.assert_close(per_item.mask[0], rising.mask[0], atol=1e-2, rtol=0)
+    torch.testing.assert_close(per_item.mask[1], knock.mask[1], atol=1e-2, rtol=0)
+    with pytest.raises(InterpreterError):
+        brain.explain(wavs, target=99)
+
+
+def test_gradcam_maps_on_the_stft_grid(trained_run):
+    _, _, brain = trained_run
+    wavs = torch.randn(2, 8000) * 0.1
+    text = brain.classifier.class_embeddings()[:3]
+    maps = gradcam_maps(brain.classifier, wavs, text, (17, 33))
+    assert maps.shape == (2, 3, 17, 33)
+    assert float(maps.min()) >= 0 and float(maps.amax(dim=(2, 3)).max()) <= 1 + 1e-6
+
+
+def test_prompt_sensitivity_hand_values():
+    maps = torch.zeros(1, 3, 2, 2)
+    maps[0, 1] = 1.0  # only the matching prompt's map is on
+    maps[0, 2, 0, 0] = 0.5
+    scores = prompt_sensitivity(maps, torch.tensor([1]))
+    assert float(scores["match"]) == 1.0
+    assert float(scores["other"]) == pytest.approx(0.5 / 8)
+    assert float(scores["cos"]) == pytest.approx(0.25)  # cos(ones, e_0) = 0.5, cos(ones, 0) = 0
+    same = prompt_sensitivity(torch.ones(2, 4, 3, 3), torch.tensor([0, 3]))
+    torch.testing.assert_close(same["cos"], torch.ones(2))
+
+
+def test_free_text_is_told_from_class_targets():
+    labels = ["siren", "knock"]
+    assert is_free_text("a rising whistle", labels)
+    assert is_free_text(["siren", "a dog"], labels)
+    assert not is_free_text("siren", labels)
+    assert not is_free_text(None, labels) and not is_free_text(1, labels)
+
+
+def test_export_from_hparams_and_cli_prompt(trained_run, tiny_clap, tmp_path):  # noqa: F811
+    out, _, brain = trained_run
+    exported = tmp_path / "exported"
+    run_recipe("export.py", "--run", str(out), "--out", str(exported))
+    assert (exported / "clap_source" / "model.safetensors").is_file()  # self-contained
+    from interpreters.inference import Interpreter
+
+    interpreter = Interpreter.from_hparams(str(exported), tmp_path / "fetched")
+    wavs = torch.randn(1, 8000) * 0.1
+    ours = interpreter.interpret_batch(wavs, target="a rising whistle")
+    with torch.no_grad():
+        reference = brain.explain(wavs, target="a rising whistle")
+    torch.testing.assert_close(ours.mask, reference.mask)
+    clip = sorted((tiny_clap["data"] / "test").glob("*.wav"))[0]
+    result = run_recipe(
+        "interpret.py",
+        "--source",
+        str(exported),
+        str(clip),
+        "--out",
+        str(tmp_path / "cli"),
+        "--prompt",
+        "a rising whistle",
+    )
+    assert "1 file(s) explained" in result.stdout
+    assert list((tmp_path / "cli").rglob("interpretation.wav"))
