@@ -23,13 +23,12 @@ from pathlib import Path
 
 import speechbrain as sb
 import torch
-from hyperpyyaml import load_hyperpyyaml
 
 from interpreters import metrics
-from interpreters.brain import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS, check_hparams
+from interpreters.brain import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS
 from interpreters.comparison import first_clips, method_argv
 from interpreters.errors import InterpreterError
-from interpreters.recipe import prepare
+from interpreters.recipe import load_settings, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +44,7 @@ BENCHMARK_KEYS = [
     "reference_method",
     "evaluate_metrics",
     "only",
+    "profile_explain",
 ]
 
 
@@ -124,6 +124,18 @@ def latencies(brain, dataset, settings: dict) -> dict[str, float]:
     return row
 
 
+def profile(brain, wavs: torch.Tensor, lens: torch.Tensor, calls: int = 3) -> str:
+    """torch.profiler's operator table (self time first) over a few explanations of a batch."""
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if torch.device(brain.device).type == "cuda":
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.no_grad(), torch.profiler.profile(activities=activities) as profiler:
+        for _ in range(calls):
+            brain.explain(wavs, lens)
+        synchronise(brain.device)
+    return profiler.key_averages().table(sort_by="self_cpu_time_total", row_limit=25) + "\n"
+
+
 def training_throughput(brain, dataset, batch_size: int, steps: int) -> float:
     """Clips per second of the interpreter's own training step (after one warm-up step)."""
     batch = first_clips(dataset, batch_size)
@@ -157,6 +169,8 @@ def benchmark_method(argv: list[str], settings: dict) -> dict | str:
     with torch.no_grad():
         peak = peak_memory_mib(lambda: brain.explain(wavs, lens), brain.device)
     speed = {"params k": n_parameters(brain), "peak MiB": peak, **latencies(brain, test, settings)}
+    if settings["profile_explain"]:
+        (Path(hparams["output_folder"]) / "profile.txt").write_text(profile(brain, wavs, lens))
     if settings["evaluate_metrics"]:
         brain.run_evaluation(datasets, hparams["test_dataloader_opts"])
     if brain.trainable and settings["train_steps"] > 0:
@@ -205,12 +219,7 @@ def speed_columns(sizes: list[int], reference: str) -> list[str]:
 
 def benchmark(argv: list[str]) -> Path:
     """Run every listed method; write benchmark.md and benchmark.json; path of the md."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    if not Path(hparams_file).is_file():
-        raise InterpreterError(f"hparams file {hparams_file} does not exist")
-    with open(hparams_file) as stream:
-        settings = load_hyperpyyaml(stream, overrides)
-    check_hparams(settings, BENCHMARK_KEYS, hparams_file)
+    hparams_file, settings, run_opts = load_settings(argv, BENCHMARK_KEYS)
     device = run_opts.get("device") or "cpu"
     settings = {**settings, "threads": torch.get_num_threads()}
     results, skipped = {}, {}
@@ -248,7 +257,7 @@ def renamed(outcome: dict, name: str | None) -> dict:
 def _picklable(settings: dict) -> dict:
     """The plain settings a worker needs (yaml objects such as the methods list stay here)."""
     keep = ["batch_sizes", "warmup", "repeats", "train_steps", "train_batch_size"]
-    return {k: settings[k] for k in [*keep, "evaluate_metrics", "threads"]}
+    return {k: settings[k] for k in [*keep, "evaluate_metrics", "profile_explain", "threads"]}
 
 
 def write_benchmark(settings: dict, results: dict, skipped: dict, device: str) -> Path:

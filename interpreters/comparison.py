@@ -16,16 +16,14 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import speechbrain as sb
 import torch
 import torch.nn as nn
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.dataio.batch import PaddedBatch
 
 from interpreters import metrics
-from interpreters.brain import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS, check_hparams
+from interpreters.brain import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS
 from interpreters.errors import InterpreterError
-from interpreters.recipe import prepare
+from interpreters.recipe import load_settings, prepare
 
 logger = logging.getLogger(__name__)
 
@@ -163,10 +161,7 @@ def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
 
 def compare(argv: list[str]) -> Path:
     """Run every listed method; write comparison.md and comparison.json; path of the md."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    with open(hparams_file) as stream:
-        settings = load_hyperpyyaml(stream, overrides)
-    check_hparams(settings, COMPARISON_KEYS, hparams_file)
+    hparams_file, settings, run_opts = load_settings(argv, COMPARISON_KEYS)
     device = run_opts.get("device") or "cpu"
     table, sanity, skipped, oracle = {}, {}, {}, {}
     for entry in settings["methods"]:

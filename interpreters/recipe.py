@@ -40,7 +40,9 @@ RECIPE_KEYS = [
 ]
 
 
-def load_hparams(hparams_file: str, overrides: str | dict | None) -> dict:
+def load_hparams(
+    hparams_file: str, overrides: str | dict | None, required: list[str] = RECIPE_KEYS
+) -> dict:
     """Load a recipe yaml; a missing file or an override naming no yaml key is one line."""
     path = Path(hparams_file)
     if not path.is_file():
@@ -56,8 +58,14 @@ def load_hparams(hparams_file: str, overrides: str | dict | None) -> dict:
                     "check its spelling against the file"
                 ) from None
             raise
-    check_hparams(hparams, RECIPE_KEYS, str(path))
+    check_hparams(hparams, required, str(path))
     return hparams
+
+
+def load_settings(argv: list[str], required: list[str]) -> tuple[str, dict, dict]:
+    """Command line -> (yaml path, loaded yaml, run options), for recipes that drive others."""
+    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
+    return hparams_file, load_hparams(hparams_file, overrides, required), run_opts
 
 
 def save_recipe_source(hparams_file: str, overrides: str | dict, output_folder: str) -> None:

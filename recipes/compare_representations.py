@@ -17,18 +17,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import interpreters  # noqa: E402,F401  (installs the compat hooks first)
 
 # isort: split
-import speechbrain as sb  # noqa: E402
 import torch  # noqa: E402
-from hyperpyyaml import load_hyperpyyaml  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
 from interpreters import metrics  # noqa: E402
 from interpreters.audio import save_audio  # noqa: E402
-from interpreters.brain import check_hparams  # noqa: E402
 from interpreters.data.dataio import build_datasets  # noqa: E402
-from interpreters.errors import InterpreterError  # noqa: E402
 from interpreters.methods.lrp import LRPBrain  # noqa: E402
-from interpreters.recipe import main  # noqa: E402
+from interpreters.recipe import load_settings, main  # noqa: E402
 
 KEYS = ["output_folder", "prepare_data", "manifests", "prepared_folder", "sample_rate", "n_clips"]
 KEYS += ["batch_size", "n_figures", "n_audio", "classifiers", "front_end", "composite"]
@@ -186,12 +182,7 @@ def write_summary(folder: Path, rows: dict, agreement: float, hparams: dict, n_c
 
 def run(argv: list[str]) -> Path:
     """Explain the mixtures with both classifiers; write pictures, sounds and the summary."""
-    hparams_file, run_opts, overrides = sb.parse_arguments(argv)
-    if not Path(hparams_file).is_file():
-        raise InterpreterError(f"hparams file {hparams_file} does not exist; see hparams/")
-    with open(hparams_file) as stream:
-        hparams = load_hyperpyyaml(stream, overrides)
-    check_hparams(hparams, KEYS, hparams_file)
+    _, hparams, run_opts = load_settings(argv, KEYS)
     folder = Path(hparams["output_folder"])
     hparams["prepare_data"]()
     labels = next(iter(hparams["classifiers"].values())).labels

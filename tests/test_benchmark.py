@@ -73,6 +73,7 @@ def test_benchmark_recipe_measures_every_method(trained_classifier, tmp_path):
         "--train_batch_size=4",
         "--batch_size=4",
         "--n_examples=1",
+        "--profile_explain=True",
     )
     assert "L-MAC: b1:" in result.stdout and "faster than IG" in result.stdout
     record = json.loads((out / "benchmark.json").read_text())
@@ -89,3 +90,4 @@ def test_benchmark_recipe_measures_every_method(trained_classifier, tmp_path):
     assert "SI-SDRi" in record["results"]["L-MAC"]["metrics"]["L-MAC · mixtures"]
     table = (out / "benchmark.md").read_text()
     assert "| L-MAC |" in table and "| IG · test |" in table  # metric rows carry the entry name
+    assert "aten::" in (out / "lmac" / "profile.txt").read_text()
