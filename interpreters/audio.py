@@ -23,11 +23,21 @@ COMPRESSIONS = ("log1p", "none")
 
 @dataclass
 class Spectrum:
-    """A batch of analysed waveforms: compressed magnitude [B, T, F], phase, original length."""
+    """A batch of analysed waveforms: compressed magnitude [B, T, F], phase as a complex unit
+    factor (spec / |spec|, 1 where |spec| = 0), original length."""
 
     compressed: torch.Tensor
     phase: torch.Tensor
     length: int
+
+
+def unit_phase(spec: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+    """spec / |spec| (1 where |spec| = 0): applying the phase is then one multiplication, several
+    times cheaper than angle() + polar() (the profile of an explanation showed them at 9 %)."""
+    tiny = torch.finfo(magnitude.dtype).tiny
+    parts = torch.view_as_real(spec) / magnitude.clamp_min(tiny).unsqueeze(-1)
+    parts[..., 0].masked_fill_(magnitude == 0, 1.0)
+    return torch.view_as_complex(parts)
 
 
 class FrontEnd(nn.Module):
@@ -101,12 +111,13 @@ class FrontEnd(nn.Module):
 
     def spectrum(self, spec: torch.Tensor, length: int) -> Spectrum:
         """Complex STFT [B, T, F] of ``length``-sample waveforms -> compressed magnitude, phase."""
-        return Spectrum(self.compress(spec.abs()), torch.angle(spec), length)
+        magnitude = spec.abs()
+        return Spectrum(self.compress(magnitude), unit_phase(spec, magnitude), length)
 
     def synthesise(self, spectrum: Spectrum, mask: torch.Tensor) -> torch.Tensor:
         """Apply a [B, T, F] mask to the compressed magnitude; back to a waveform with the phase."""
         magnitude = self.expand(mask * spectrum.compressed)
-        return self.istft(torch.polar(magnitude, spectrum.phase), spectrum.length)
+        return self.istft(magnitude * spectrum.phase, spectrum.length)
 
     def listenable(
         self, spectrum: Spectrum, mask: torch.Tensor

@@ -5,7 +5,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from interpreters.audio import FrontEnd, load_audio, save_audio
+from interpreters.audio import FrontEnd, load_audio, save_audio, unit_phase
 from interpreters.errors import InterpreterError
 
 
@@ -20,6 +20,14 @@ def test_full_mask_gives_back_the_input_and_empty_mask_silence(length):
     assert interpretation.shape == wavs.shape
     assert torch.allclose(interpretation, wavs, atol=1e-4)
     assert residual.abs().max() < 1e-6
+
+
+def test_unit_phase_matches_angle_and_is_one_where_silent():
+    spec = torch.randn(2, 5, 9, dtype=torch.complex64)
+    spec[0, 0, :3] = 0
+    phase = unit_phase(spec, spec.abs())
+    assert torch.allclose(phase, torch.polar(torch.ones(2, 5, 9), torch.angle(spec)), atol=1e-6)
+    assert torch.equal(phase[0, 0, :3], torch.ones(3, dtype=torch.complex64))
 
 
 def test_half_mask_halves_the_compressed_magnitude():
