@@ -17,7 +17,7 @@ import yaml
 from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
-from interpreters.errors import InterpreterError
+from interpreters.errors import InterpreterError, first_line
 
 HUB_PROBE_SECONDS = 3.0
 
@@ -106,9 +106,8 @@ def load_state(module: torch.nn.Module, path: Path, key: str) -> None:
         state = torch.load(path, map_location="cpu", weights_only=True)
         module.load_state_dict(state, strict=True)
     except Exception as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InterpreterError(
-            f"{key}: checkpoint {path} does not fit the model ({first_line}); "
+            f"{key}: checkpoint {path} does not fit the model ({first_line(err)}); "
             "re-export it or fix the yaml that describes the model"
         ) from None
 

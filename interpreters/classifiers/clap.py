@@ -22,7 +22,7 @@ from speechbrain.utils.distributed import if_main_process
 from interpreters.brain import Brain
 from interpreters.classifiers.base import AudioClassifier
 from interpreters.classifiers.training import random_gain_and_shift
-from interpreters.errors import InterpreterError
+from interpreters.errors import InterpreterError, first_line
 from interpreters.report import write_metrics
 from interpreters.sources import hub_reachable, is_local
 
@@ -146,10 +146,9 @@ def load_clap(source: str, key: str = "clap_source"):
         model = ClapModel.from_pretrained(source)
         processor = ClapProcessor.from_pretrained(source)
     except Exception as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise InterpreterError(
-            f"{key} {source} is not a loadable CLAP checkpoint ({first_line}); point {key} at a "
-            "folder written by ClapModel/ClapProcessor.save_pretrained"
+            f"{key} {source} is not a loadable CLAP checkpoint ({first_line(err)}); point {key} "
+            "at a folder written by ClapModel/ClapProcessor.save_pretrained"
         ) from None
     return model, processor
 

@@ -62,25 +62,26 @@ def check_existing(
     owned: Iterable[str],
     maker: str,
     remedy: str = "pick another data_folder or delete that one",
+    key: str = "data_folder",
 ) -> bool:
     """Return True if ``data_folder`` already holds this exact set; raise if it holds another.
 
     ``owned`` names the files/folders the generator writes (to detect foreign data), ``maker``
-    the generator and ``remedy`` the fix named in messages.
+    the generator, ``remedy`` the fix and ``key`` the yaml key of the folder named in messages.
     """
     config_path = os.path.join(data_folder, config_name)
     if not os.path.isfile(config_path):
         found = [name for name in owned if os.path.exists(os.path.join(data_folder, name))]
         if found:
             raise InterpreterError(
-                f"data_folder {data_folder} holds {', '.join(found)} but no {config_name}, so "
+                f"{key} {data_folder} holds {', '.join(found)} but no {config_name}, so "
                 f"it was not made by {maker}; {remedy}"
             )
         return False
     existing = read_config(config_path)
     if existing is None:
         raise InterpreterError(
-            f"data_folder {data_folder} holds a {config_name} that cannot be read as a {maker} "
+            f"{key} {data_folder} holds a {config_name} that cannot be read as a {maker} "
             f"config; {remedy}"
         )
     differing = sorted(
@@ -94,7 +95,7 @@ def check_existing(
             for key in differing
         )
         raise InterpreterError(
-            f"data_folder {data_folder} holds {maker} data made with other settings ({details}); "
+            f"{key} {data_folder} holds {maker} data made with other settings ({details}); "
             f"{remedy}"
         )
     return all(os.path.isfile(path) for path in manifests.values())

@@ -26,7 +26,7 @@ import torch
 from tqdm import tqdm
 
 from interpreters.audio import load_audio
-from interpreters.data._io import ensure_writable, read_config, write_json_atomic
+from interpreters.data._io import check_existing, ensure_writable, write_json_atomic
 from interpreters.errors import InterpreterError
 
 logger = logging.getLogger(__name__)
@@ -237,29 +237,19 @@ def _prepare_files(
 
 
 def _reuse(prepared_folder: str, config: dict, manifests: dict[str, str]) -> bool:
-    """True if ``prepared_folder`` holds this exact preparation; raise if it holds another."""
-    folder = Path(prepared_folder)
-    config_path = folder / CONFIG_NAME
-    if not config_path.is_file():
-        if folder.is_dir() and any(folder.iterdir()):
-            raise InterpreterError(
-                f"prepared_folder {folder} is not empty and has no {CONFIG_NAME}, so it was not "
-                "made by prepare_dataset; pick another prepared_folder or delete that one"
-            )
-        return False
-    existing = read_config(str(config_path))
-    if existing != config:
-        existing = existing or {}
-        details = ", ".join(
-            f"{key}: {json.dumps(existing.get(key))} there vs {json.dumps(config.get(key))} asked"
-            for key in sorted(config.keys() | existing.keys())
-            if existing.get(key) != config.get(key)
-        )
-        raise InterpreterError(
-            f"prepared_folder {folder} was prepared with other settings ({details}); "
-            "pick another prepared_folder or delete that one"
-        )
-    return all(os.path.isfile(path) for path in manifests.values())
+    """True if ``prepared_folder`` holds this exact preparation; raise if it holds another
+    (anything already in a folder without our config counts as another's)."""
+    owned = os.listdir(prepared_folder) if os.path.isdir(prepared_folder) else []
+    return check_existing(
+        prepared_folder,
+        config,
+        manifests,
+        CONFIG_NAME,
+        owned,
+        "prepare_dataset",
+        remedy="pick another prepared_folder or delete that one",
+        key="prepared_folder",
+    )
 
 
 def _convert(
