@@ -77,6 +77,19 @@ def test_explain_any_prompt_and_masks_differ(trained_run):
         brain.explain(wavs, target=99)
 
 
+def test_evaluation_reads_the_decision_off_the_every_prompt_pairs(trained_run):
+    _, _, brain = trained_run
+    wavs = torch.randn(3, 8000) * 0.1
+    every = torch.arange(brain.classifier.n_classes)
+    with torch.no_grad():
+        derived = brain.decision_explanation(brain.pair_outputs(wavs, every))
+        direct = brain.explain(wavs)
+    assert torch.equal(derived.target, direct.target)
+    assert torch.allclose(derived.mask, direct.mask, atol=1e-5)
+    assert torch.allclose(derived.interpretation, direct.interpretation, atol=1e-5)
+    assert torch.allclose(derived.extras["similarity"], direct.extras["similarity"], atol=1e-5)
+
+
 def test_gradcam_maps_on_the_stft_grid(trained_run):
     _, _, brain = trained_run
     wavs = torch.randn(2, 8000) * 0.1

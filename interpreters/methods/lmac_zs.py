@@ -214,8 +214,22 @@ class LMACZS(InterpreterBrain):
             "masks": mask.view(batch, prompts, *mask.shape[1:]),
             "similarity": similarity,
             "masked_similarity": masked_similarity.view(batch, prompts),
-            "decision": logits.argmax(-1),
+            "logits": logits,
+            "spectrum": spectrum,
+            "text": text,
         }
+
+    def decision_explanation(self, pairs: dict) -> Explanation:
+        """The zero-shot decision's explanation read off pairs made with every class prompt
+        (the decision's mask is one of them), so evaluation encodes each clip once."""
+        logits = pairs["logits"]
+        classes = logits.argmax(dim=-1)
+        rows = torch.arange(len(classes), device=classes.device)
+        mask = pairs["masks"][rows, classes]
+        similarity = self.classifier.logit_scale * pairs["similarity"][rows, classes]
+        extras = {"text": pairs["text"][classes], "similarity": similarity}
+        interpretation, residual = self.front_end.listenable(pairs["spectrum"], mask)
+        return Explanation(mask, interpretation, residual, logits, classes, extras)
 
     def pair_loss(self, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks."""
@@ -243,7 +257,7 @@ class LMACZS(InterpreterBrain):
             return self.pair_outputs(wavs, self.batch_prompts(decisions)), None
         every = torch.arange(self.classifier.n_classes, device=self.device)
         pairs = self.pair_outputs(wavs, every)
-        explanation = self.explain(wavs, batch.sig.lengths)
+        explanation = self.decision_explanation(pairs)
         in_logits = self.classifier(explanation.interpretation)
         out_logits = self.classifier(explanation.residual)
         explanation.extras["pair_masks"] = pairs["masks"].detach()
