@@ -11,22 +11,24 @@ from interpreters import _compat
 _compat.install()
 
 _PUBLIC = {
-    "Explanation": "interpreters.brain",
-    "InterpreterBrain": "interpreters.brain",
+    "Explanation": "interpreters.explainers.base",
+    "Explainer": "interpreters.explainers.base",
     "FrontEnd": "interpreters.audio",
     "load_audio": "interpreters.audio",
     "InterpreterError": "interpreters.errors",
-    "load_classifier": "interpreters.sources",
-    "export_classifier": "interpreters.sources",
-    "LMAC": "interpreters.methods.lmac",
-    "L2I": "interpreters.methods.l2i",
-    "LMACTD": "interpreters.methods.lmac_td",
-    "SaliencyBrain": "interpreters.methods.baselines",
-    "IntegratedGradientsBrain": "interpreters.methods.baselines",
-    "SmoothGradBrain": "interpreters.methods.baselines",
-    "GradCAMBrain": "interpreters.methods.baselines",
-    "LRPBrain": "interpreters.methods.lrp",
-    "Interpreter": "interpreters.inference",
+    "AudioClassifier": "interpreters.models.base",
+    "load_classifier": "interpreters.models.loading",
+    "export_classifier": "interpreters.models.loading",
+    "LMAC": "interpreters.explainers.lmac",
+    "L2I": "interpreters.explainers.l2i",
+    "LMACTD": "interpreters.explainers.lmac_td",
+    "LMACZS": "interpreters.explainers.lmac_zs",
+    "CaptumAttribution": "interpreters.explainers.attribution",
+    "GradCAM": "interpreters.explainers.attribution",
+    "LRP": "interpreters.explainers.lrp",
+    "InterpreterBrain": "interpreters.training.brain",
+    "Evaluator": "interpreters.evaluation.evaluator",
+    "Interpreter": "interpreters.inference.interpreter",
 }
 
 __all__ = sorted(_PUBLIC)

@@ -42,3 +42,13 @@ class AtomicCheckpointer(Checkpointer):
         logger.info("Checkpoint complete: moved into %s", target)
         paramfiles = {name: target / path.name for name, path in staged.paramfiles.items()}
         return Checkpoint(target, staged.meta, paramfiles)
+
+
+def trainable_parts(hparams: dict) -> dict:
+    """The modules a recipe trains and checkpoints (its checkpointer's nn.Module recoverables,
+    by name): what export ships as ``<name>.ckpt`` and ``--init_from`` loads into."""
+    import torch.nn as nn
+
+    checkpointer = hparams.get("checkpointer")
+    recoverables = checkpointer.recoverables if checkpointer is not None else {}
+    return {name: obj for name, obj in recoverables.items() if isinstance(obj, nn.Module)}

@@ -13,8 +13,6 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import torch
-import yaml
-from hyperpyyaml import load_hyperpyyaml
 from speechbrain.utils.fetching import FetchConfig, LocalStrategy, fetch
 
 from interpreters.errors import InterpreterError, first_line
@@ -71,8 +69,9 @@ def fetch_files(
         missing = [f for f in filenames.values() if not (folder / f).is_file()]
         if missing:
             raise InterpreterError(
-                f"{key} {source} lacks {', '.join(missing)}; export it with recipes/train.py "
-                "(its pretrained/ folder) or copy the missing files there"
+                f"{key} {source} lacks {', '.join(missing)}; export it with recipes/export.py "
+                "(or use the pretrained/ folder recipes/train.py writes) or copy the missing "
+                "files there"
             )
         source = str(folder.resolve())
         config = FetchConfig()
@@ -110,38 +109,3 @@ def load_state(module: torch.nn.Module, path: Path, key: str) -> None:
             f"{key}: checkpoint {path} does not fit the model ({first_line(err)}); "
             "re-export it or fix the yaml that describes the model"
         ) from None
-
-
-def load_classifier(
-    source: str, savedir: str | Path, key: str = "classifier_source", subfolder: str = ""
-):
-    """Load a frozen classifier (module + labels) from a folder or hub id."""
-    files = fetch_files(source, ["classifier"], savedir, key, subfolder)
-    with open(files["hyperparams"]) as stream:
-        hparams = load_hyperpyyaml(stream)
-    classifier = hparams["classifier"]
-    load_state(classifier, files["classifier"], key)
-    classifier.eval()
-    classifier.requires_grad_(False)
-    return classifier
-
-
-def export_classifier(classifier, folder: str | Path) -> Path:
-    """Write ``hyperparams.yaml`` + ``classifier.ckpt`` (+ label_encoder.txt) that rebuild it."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    cls = type(classifier)
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in classifier.config.items()}
-    body = yaml.safe_dump(config, default_flow_style=None, sort_keys=False, width=100)
-    indented = "".join("    " + line + "\n" for line in body.splitlines())
-    (folder / "hyperparams.yaml").write_text(
-        "# Inference hyperparameters of a classifier exported by interpreters.\n"
-        f"sample_rate: {classifier.sample_rate}\n"
-        f"classifier: !new:{cls.__module__}.{cls.__qualname__}\n{indented}"
-    )
-    torch.save(classifier.state_dict(), folder / "classifier.ckpt")
-    (folder / "label_encoder.txt").write_text(
-        "".join(f"'{label}' => {i}\n" for i, label in enumerate(classifier.labels))
-        + "================\n'starting_index' => 0\n"
-    )
-    return folder

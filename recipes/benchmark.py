@@ -11,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import interpreters  # noqa: E402,F401  (installs the torchaudio compat hook first)
-from interpreters.benchmark import benchmark  # noqa: E402
-from interpreters.recipe import main  # noqa: E402
+from interpreters.evaluation.benchmark import benchmark  # noqa: E402
+from interpreters.training.recipe import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main(benchmark, sys.argv[1:]))

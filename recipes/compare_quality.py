@@ -20,37 +20,13 @@ import interpreters  # noqa: E402,F401  (installs the torchaudio compat hook fir
 import torch  # noqa: E402
 from speechbrain.dataio.dataloader import make_dataloader  # noqa: E402
 
-from interpreters import metrics  # noqa: E402
-from interpreters.data.dataio import build_datasets  # noqa: E402
 from interpreters.errors import InterpreterError  # noqa: E402
-from interpreters.recipe import load_hparams  # noqa: E402
+from interpreters.evaluation import metrics  # noqa: E402
+from interpreters.evaluation.evaluator import faithfulness_scores, picked_stems  # noqa: E402
+from interpreters.evaluation.run import load_method  # noqa: E402
+from interpreters.explainers.base import classify_halves  # noqa: E402
 
 COLUMNS = ["SI-SDR", "LSD", "AI", "AD", "FF", "Fid-In", "n"]
-
-
-def trained_brain(yaml: str, device: str):
-    """The run's Brain with its best checkpoint loaded, in eval mode."""
-    hparams = load_hparams(yaml, None)
-    brain = hparams["brain_class"](
-        modules=hparams["modules"],
-        hparams=hparams,
-        run_opts={"device": device},
-        checkpointer=hparams["checkpointer"],
-    )
-    if brain.checkpointer.recover_if_possible(min_key="loss") is None:
-        raise InterpreterError(
-            f"{yaml}: no trained checkpoint in {brain.checkpointer.checkpoints_dir}; "
-            "train it first with recipes/train.py and the same yaml"
-        )
-    brain.modules.eval()
-    return hparams, brain
-
-
-def picked_stem(batch, target: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The stem of the explained class per mixture, and whether that class is in the mixture."""
-    stems = torch.stack([batch.stem1_sig.data, batch.stem2_sig.data], dim=1).to(device)
-    hit = batch.stem_labels.data.to(device) == target[:, None]
-    return stems[torch.arange(len(target), device=device), hit.float().argmax(dim=1)], hit.any(1)
 
 
 def quality(front_end, estimate, stem, lens) -> dict[str, torch.Tensor]:
@@ -62,21 +38,21 @@ def quality(front_end, estimate, stem, lens) -> dict[str, torch.Tensor]:
     }
 
 
-def score_run(brain, loader, front_end) -> tuple[dict[str, float], dict[str, float]]:
+def score_run(explainer, loader) -> tuple[dict[str, float], dict[str, float]]:
     """One run's quality and faithfulness over the mixtures, and the mixtures' own quality;
     mixtures that do not contain the explained class are left out (``n`` counts the rest)."""
     method, mixture = metrics.MetricAccumulator(), metrics.MetricAccumulator()
+    front_end, device = explainer.front_end, explainer.device
     n_found = 0
     for batch in loader:
-        wavs, lens = batch.sig.data.to(brain.device), batch.sig.lengths.to(brain.device)
+        wavs, lens = batch.sig.data.to(device), batch.sig.lengths.to(device)
         with torch.no_grad():
-            explanation = brain.explain(wavs, lens)
-            q = brain.classifier(explanation.interpretation).softmax(-1)
-            r = brain.classifier(explanation.residual).softmax(-1)
-        stem, found = picked_stem(batch, explanation.target, brain.device)
+            explanation = explainer.explain(wavs, lens)
+            heard = classify_halves(explainer.classifier, explanation)
+        stem, _, found = picked_stems(batch, explanation.target, device)
         values = {
             **quality(front_end, explanation.interpretation, stem, lens),
-            **metrics.faithfulness(explanation.probabilities, q, r, explanation.target),
+            **faithfulness_scores(explanation, *heard),
         }
         method.update({k: torch.where(found, v, torch.nan) for k, v in values.items()})
         reference = quality(front_end, wavs, stem, lens)
@@ -96,17 +72,11 @@ def main(argv: list[str]) -> int:
     table: dict[str, dict[str, float]] = {}
     try:
         for yaml in args.yamls:
-            hparams, brain = trained_brain(yaml, args.device)
-            datasets = build_datasets(
-                {args.set: hparams["manifests"][args.set]},
-                hparams["prepared_folder"],
-                hparams["labels"],
-                hparams["sample_rate"],
-            )
-            loader = make_dataloader(datasets[args.set], batch_size=args.batch_size)
-            front_end = hparams["front_end"].to(brain.device)
-            row, mixture_row = score_run(brain, loader, front_end)
-            table[hparams["method_name"]] = row
+            run = load_method([yaml, f"--device={args.device}"])
+            dataset = run.experiment.datasets[args.set]
+            loader = make_dataloader(dataset, batch_size=args.batch_size)
+            row, mixture_row = score_run(run.explainer, loader)
+            table[run.explainer.name] = row
         table["mixture itself"] = mixture_row
     except InterpreterError as err:
         print(f"error: {err}", file=sys.stderr)

@@ -20,24 +20,27 @@ import interpreters  # noqa: E402,F401  (installs the compat hooks first)
 import torch  # noqa: E402
 from speechbrain.dataio.batch import PaddedBatch  # noqa: E402
 
-from interpreters import metrics  # noqa: E402
 from interpreters.audio import save_audio  # noqa: E402
 from interpreters.data.dataio import build_datasets  # noqa: E402
-from interpreters.methods.lrp import LRPBrain  # noqa: E402
-from interpreters.recipe import load_settings, main  # noqa: E402
+from interpreters.evaluation import metrics  # noqa: E402
+from interpreters.evaluation.comparison import load_settings  # noqa: E402
+from interpreters.evaluation.evaluator import picked_stems  # noqa: E402
+from interpreters.explainers.base import classify_halves  # noqa: E402
+from interpreters.explainers.lrp import LRP, make_composite  # noqa: E402
+from interpreters.training.recipe import main  # noqa: E402
 
-KEYS = ["output_folder", "prepare_data", "manifests", "prepared_folder", "sample_rate", "n_clips"]
+KEYS = ["output_folder", "data", "n_clips"]
 KEYS += ["batch_size", "n_figures", "n_audio", "classifiers", "front_end", "composite"]
 KEYS += ["first_layer_rule", "bands_hz"]
 
 
-def explain_all(brain: LRPBrain, batch: PaddedBatch, batch_size: int) -> dict[str, torch.Tensor]:
+def explain_all(explainer: LRP, batch: PaddedBatch, batch_size: int) -> dict[str, torch.Tensor]:
     """LRP relevance, mask, interpretation and the classifier's view of both halves, batched."""
     parts = []
     with torch.no_grad():
         for wavs in batch.sig.data.split(batch_size):
-            wavs = wavs.to(brain.device)
-            explanation = brain.explain(wavs)
+            explanation = explainer.explain(wavs)
+            in_logits, out_logits = classify_halves(explainer.classifier, explanation)
             parts.append(
                 {
                     "relevance": explanation.extras["relevance"],
@@ -46,8 +49,8 @@ def explain_all(brain: LRPBrain, batch: PaddedBatch, batch_size: int) -> dict[st
                     "target": explanation.target,
                     "logit": explanation.logits.gather(1, explanation.target[:, None])[:, 0],
                     "p": explanation.probabilities,
-                    "q": brain.classifier(explanation.interpretation).softmax(-1),
-                    "r": brain.classifier(explanation.residual).softmax(-1),
+                    "q": in_logits.softmax(-1),
+                    "r": out_logits.softmax(-1),
                 }
             )
     return {key: torch.cat([part[key] for part in parts]) for key in parts[0]}
@@ -56,13 +59,9 @@ def explain_all(brain: LRPBrain, batch: PaddedBatch, batch_size: int) -> dict[st
 def stem_dominance(front_end, batch: PaddedBatch, target: torch.Tensor):
     """Bins where the picked class's stem is louder than the other [B, T, F]; whether the
     decision is a source of the mixture [B]; the picked stem [B, N]."""
-    stems = torch.stack([batch.stem1_sig.data, batch.stem2_sig.data], dim=1).to(target.device)
-    hit = batch.stem_labels.data.to(target.device) == target[:, None]
-    which = hit.float().argmax(dim=1)
-    rows = torch.arange(len(target), device=target.device)
-    picked, other = stems[rows, which], stems[rows, 1 - which]
+    picked, other, found = picked_stems(batch, target, target.device)
     dominant = front_end.stft(picked).abs() > front_end.stft(other).abs()
-    return dominant.float(), hit.any(dim=1), picked
+    return dominant.float(), found, picked
 
 
 def profiles(relevance: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -183,19 +182,19 @@ def write_summary(folder: Path, rows: dict, agreement: float, hparams: dict, n_c
 def run(argv: list[str]) -> Path:
     """Explain the mixtures with both classifiers; write pictures, sounds and the summary."""
     _, hparams, run_opts = load_settings(argv, KEYS)
-    folder = Path(hparams["output_folder"])
-    hparams["prepare_data"]()
+    folder, data = Path(hparams["output_folder"]), hparams["data"]
+    data["prepare"]()
     labels = next(iter(hparams["classifiers"].values())).labels
     dataset = build_datasets(
-        hparams["manifests"], hparams["prepared_folder"], labels, hparams["sample_rate"]
+        data["manifests"], data["prepared_folder"], labels, data["sample_rate"]
     )["mixtures"]
     batch = PaddedBatch([dataset[i] for i in range(min(hparams["n_clips"], len(dataset)))])
-    results, rows, rate = {}, {}, hparams["sample_rate"]
+    results, rows, rate = {}, {}, data["sample_rate"]
+    front_end = hparams["front_end"]
+    composite = make_composite(hparams["composite"], hparams["first_layer_rule"])
     for name, classifier in hparams["classifiers"].items():
-        brain_hparams = {**hparams, "classifier": classifier, "method_name": f"LRP {name}"}
-        brain = LRPBrain(modules={}, hparams={**brain_hparams, "n_examples": 0}, run_opts=run_opts)
-        results[name] = explain_all(brain, batch, hparams["batch_size"])
-        front_end = brain.front_end
+        explainer = LRP(classifier, front_end, composite, name=f"LRP {name}")
+        results[name] = explain_all(explainer, batch, hparams["batch_size"])
         rows[name] = summarise(name, results[name], batch, front_end, hparams["bands_hz"])
         for i, uid in enumerate(batch.id[: hparams["n_audio"]]):
             wav = results[name]["interpretation"][i]

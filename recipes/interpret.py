@@ -11,8 +11,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import interpreters  # noqa: E402,F401  (installs the torchaudio compat hook first)
-from interpreters.cli import interpret_inputs  # noqa: E402
 from interpreters.errors import InterpreterError  # noqa: E402
+from interpreters.inference.cli import interpret_inputs  # noqa: E402
 
 
 def main(argv: list[str]) -> int:

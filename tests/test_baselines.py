@@ -5,46 +5,42 @@ import json
 
 import pytest
 import torch
+from captum.attr import IntegratedGradients, Saliency
 from conftest import TINY_DATA, run_recipe
 from speechbrain.dataio.batch import PaddedBatch
 
-from interpreters import metrics
 from interpreters.audio import FrontEnd
-from interpreters.brain import Explanation
-from interpreters.classifiers.spectrogram_cnn import SpectrogramCNN
-from interpreters.classifiers.waveform_cnn import WaveformCNN
-from interpreters.comparison import layer_groups, randomised_cascade, sanity_check
-from interpreters.methods.baselines import (
-    AttributionBrain,
-    GradCAMBrain,
-    IntegratedGradientsBrain,
-    SaliencyBrain,
-    SmoothGradBrain,
+from interpreters.evaluation import metrics
+from interpreters.evaluation.comparison import layer_groups, randomised_cascade, sanity_check
+from interpreters.explainers.attribution import (
+    Attribution,
+    CaptumAttribution,
+    GradCAM,
     relevance_mask,
-    to_front_end_grid,
 )
-from interpreters.methods.lrp import LRPBrain
+from interpreters.explainers.base import Explanation
+from interpreters.explainers.lrp import LRP, make_composite
+from interpreters.models.base import to_grid
+from interpreters.models.spectrogram_cnn import SpectrogramCNN
+from interpreters.models.waveform_cnn import WaveformCNN
 
 LABELS = ["a", "b", "c"]
-BRAINS = [SaliencyBrain, IntegratedGradientsBrain, SmoothGradBrain, GradCAMBrain, LRPBrain]
-
-
-def make_brain(cls, classifier, **extra):
-    hparams = {
-        "classifier": classifier,
-        "front_end": FrontEnd(16000, n_fft=256, hop_length=128),
-        "output_folder": "unused",
-        "method_name": cls.__name__,
-        "n_examples": 0,
-        "n_steps": 4,
-        "n_samples": 3,
-        "noise_std": 0.1,
-        "gradcam_layer": "blocks.1",
-        "composite": "epsilon_plus",
-        "first_layer_rule": "epsilon",
-        **extra,
-    }
-    return cls(modules={}, hparams=hparams, run_opts={"device": "cpu"})
+FRONT_END = FrontEnd(16000, n_fft=256, hop_length=128)
+METHODS = {
+    "saliency": lambda c: CaptumAttribution(c, FRONT_END, Saliency, {"abs": True}),
+    "integrated_gradients": lambda c: CaptumAttribution(
+        c, FRONT_END, IntegratedGradients, {"n_steps": 4}
+    ),
+    "smoothgrad": lambda c: CaptumAttribution(
+        c,
+        FRONT_END,
+        Saliency,
+        {"abs": True},
+        {"nt_type": "smoothgrad", "nt_samples": 3, "relative_stdev": 0.1},
+    ),
+    "gradcam": lambda c: GradCAM(c, FRONT_END, "blocks.1"),
+    "lrp": lambda c: LRP(c, FRONT_END, make_composite("epsilon_plus", "epsilon")),
+}
 
 
 def spectrogram_classifier():
@@ -86,8 +82,8 @@ def test_relevance_mask_and_grid():
     relevance = torch.tensor([[[-1.0, 2.0], [4.0, 0.0]], [[0.0, 0.0], [0.0, -3.0]]])
     mask = relevance_mask(relevance)
     assert mask.tolist() == [[[0.0, 0.5], [1.0, 0.0]], [[0.0, 0.0], [0.0, 0.0]]]
-    sequence = torch.tensor([[[0.0, 1.0]]])  # [B, 1, T'] from a 1D layer
-    grid = to_front_end_grid(sequence, frames=4, freqs=3)
+    sequence = torch.tensor([[[[0.0], [1.0]]]])  # [B, 1, T', 1] from a 1D layer
+    grid = to_grid(sequence, frames=4, freqs=3)[:, 0]
     assert grid.shape == (1, 4, 3) and torch.equal(grid[:, :, 0], grid[:, :, 2])
     assert grid[0, 0, 0] < grid[0, -1, 0]
 
@@ -95,22 +91,22 @@ def test_relevance_mask_and_grid():
 # ---- every baseline through explain() and the metrics -------------------------------------
 
 
-@pytest.mark.parametrize("cls", BRAINS, ids=lambda c: c.__name__)
+@pytest.mark.parametrize("method", list(METHODS))
 @pytest.mark.parametrize("kind", ["spectrogram", "waveform"])
-def test_baseline_explains_and_is_scored(cls, kind):
+def test_baseline_explains_and_is_scored(method, kind):
     if kind == "spectrogram":
         classifier = spectrogram_classifier()
     else:
         torch.manual_seed(0)
         classifier = WaveformCNN(LABELS, channels=[4, 4, 8], first_kernel=16, pool=2).eval()
-    brain = make_brain(cls, classifier)
+    explainer = METHODS[method](classifier)
     torch.manual_seed(1)
     wavs = 0.1 * torch.randn(2, 4000)
-    with torch.no_grad():  # as in SpeechBrain's evaluation: explain() must switch gradients on
-        explanation = brain.explain(wavs)
-        other = brain.explain(wavs, target=(explanation.target + 1) % len(LABELS))
+    with torch.no_grad():  # as in evaluation: explain() must switch gradients on
+        explanation = explainer.explain(wavs)
+        other = explainer.explain(wavs, target=(explanation.target + 1) % len(LABELS))
     assert isinstance(explanation, Explanation)
-    frames, freqs = brain.front_end.n_frames(4000), brain.front_end.n_freqs
+    frames, freqs = FRONT_END.n_frames(4000), FRONT_END.n_freqs
     assert explanation.mask.shape == (2, frames, freqs)
     assert explanation.mask.min() >= 0
     peaks = explanation.mask.flatten(1).amax(1)  # 1, or 0 where no relevance is positive
@@ -150,21 +146,23 @@ def test_cascade_reinitialises_from_the_top():
     ]
 
 
-class InputEnergy(AttributionBrain):
+class InputEnergy(Attribution):
     """A 'method' that ignores the model: the mask is the input's own spectrogram."""
 
-    def relevance(self, wavs, spectrum, target):
-        return spectrum.compressed
+    def relevance(self, evidence):
+        return evidence.spectrum.compressed
 
 
 def test_sanity_check_fails_a_model_independent_explanation():
     classifier = spectrogram_classifier()
     torch.manual_seed(2)
     batch = PaddedBatch([{"sig": 0.1 * torch.randn(4000)} for _ in range(3)])
-    blind = sanity_check(make_brain(InputEnergy, classifier), batch, seed=0)
+    explainer = InputEnergy(classifier, FRONT_END)
+    blind = sanity_check(explainer, batch, seed=0)
     assert list(blind) == ["head", "blocks.1", "blocks.0"]
     assert all(abs(step["spearman"] - 1) < 1e-6 for step in blind.values())
-    lrp = sanity_check(make_brain(LRPBrain, classifier), batch, seed=0)
+    assert explainer.classifier is classifier  # the check explained copies, not this one
+    lrp = sanity_check(METHODS["lrp"](classifier), batch, seed=0)
     assert lrp["blocks.0"]["spearman"] < 0.9
 
 
@@ -184,7 +182,7 @@ def test_comparison_through_evaluate_recipe(trained_classifier, tmp_path):
         f"--output_folder={out}",
         f"--data_folder={trained_classifier['data']}",
         f"--classifier_source={trained_classifier['pretrained']}",
-        f"--methods={methods}",
+        f"--method_list={{methods: {methods}}}",
         "--batch_size=8",
         "--n_examples=1",
         "--timing_clips=4",

@@ -5,7 +5,7 @@ import json
 import torch
 from conftest import TINY_DATA, run_recipe
 
-from interpreters.benchmark import add_ratios, median_seconds, peak_memory_mib
+from interpreters.evaluation.benchmark import add_ratios, median_seconds, peak_memory_mib
 
 
 def test_median_seconds_skips_warmup_and_takes_the_median():
@@ -63,7 +63,8 @@ def test_benchmark_recipe_measures_every_method(trained_classifier, tmp_path):
         *data,
         classifier,
         f"--output_folder={out}",
-        f"--methods={methods}",
+        f"--method_list={{methods: {methods}}}",
+        "--method_overrides={}",
         "--only=[L-MAC,IG,Gone]",
         "--reference_method=IG",
         "--batch_sizes=[1,4]",

@@ -10,9 +10,9 @@ from conftest import TINY_DATA, run_recipe
 from hyperpyyaml import load_hyperpyyaml
 from transformers import ClapFeatureExtractor, ClapModel, ClapProcessor
 
-from interpreters.classifiers.clap import ClapFeatures, ZeroShotCLAP, class_prompts
 from interpreters.data.synth import class_names
 from interpreters.errors import InterpreterError
+from interpreters.models.clap import ClapFeatures, ZeroShotCLAP, class_prompts
 
 
 @pytest.fixture(scope="session")

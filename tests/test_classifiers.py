@@ -6,11 +6,11 @@ import pytest
 import torch
 import torch.nn as nn
 
-from interpreters.classifiers.cnn14 import CNN14Classifier
-from interpreters.classifiers.spectrogram_cnn import SpectrogramCNN
-from interpreters.classifiers.waveform_cnn import WaveformCNN
 from interpreters.errors import InterpreterError
-from interpreters.sources import export_classifier, load_classifier
+from interpreters.models.cnn14 import CNN14Classifier
+from interpreters.models.loading import export_classifier, load_classifier
+from interpreters.models.spectrogram_cnn import SpectrogramCNN
+from interpreters.models.waveform_cnn import WaveformCNN
 
 LABELS = ["a", "b", "c"]
 

@@ -9,7 +9,7 @@ from conftest import TINY_DATA, run_recipe
 from test_datasets import _own_folder
 
 from interpreters.errors import InterpreterError
-from interpreters.finetune import initialise_from, transfer_state
+from interpreters.training.finetune import initialise_from, transfer_state
 
 
 def test_transfer_state_loads_what_fits_and_reports_the_rest():

@@ -80,7 +80,7 @@ def test_interpret_file_windows_long_inputs(exported, tmp_path):
     sf.write(tmp_path / "long.wav", long, 16000)
     result = interpreter.interpret_file(tmp_path / "long.wav")
     assert result.interpretation.shape == result.residual.shape == (len(long),)
-    assert result.mask.shape[0] == interpreter.brain.front_end.n_frames(len(long))
+    assert result.mask.shape[0] == interpreter.front_end.n_frames(len(long))
     assert abs(float(result.probabilities.sum()) - 1) < 1e-5
     assert set(result.faithfulness) == {"AI", "AD", "AG", "FF", "Fid-In"}
     sf.write(tmp_path / "short.wav", long[:100], 16000)

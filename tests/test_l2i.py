@@ -8,9 +8,9 @@ import torch
 from conftest import TINY_DATA, run_recipe
 
 from interpreters.audio import FrontEnd, load_audio
-from interpreters.brain import Explanation
-from interpreters.methods.nmf import NMFDictionary, load_dictionary, relative_error
-from interpreters.recipe import prepare
+from interpreters.evaluation.run import load_method
+from interpreters.explainers.base import Explanation
+from interpreters.explainers.nmf import NMFDictionary, load_dictionary, relative_error
 
 N_COMPONENTS = 8
 
@@ -115,51 +115,49 @@ def test_l2i_recipe_reports_fidelity_and_every_shared_metric(l2i_run):
 
 
 @pytest.fixture(scope="module")
-def brain_and_mixtures(l2i_run):
-    """The trained L2I brain rebuilt from its yaml in-process, and one batch of mixtures."""
-    _, datasets, brain = prepare(l2i_run["args"])
-    brain.checkpointer.recover_if_possible()
-    brain.modules.eval()
-    mixtures = datasets["mixtures"]
+def explainer_and_mixtures(l2i_run):
+    """The trained L2I explainer rebuilt from its yaml in-process, and one batch of mixtures."""
+    run = load_method(l2i_run["args"])
+    mixtures = run.experiment.datasets["mixtures"]
     batch = sb.dataio.batch.PaddedBatch([mixtures[i] for i in range(len(mixtures))])
-    return brain, batch
+    return run.explainer, batch
 
 
 @pytest.mark.parametrize("which", [0, 1])
-def test_l2i_explains_the_class_it_is_asked_about(brain_and_mixtures, which):
-    brain, batch = brain_and_mixtures
+def test_l2i_explains_the_class_it_is_asked_about(explainer_and_mixtures, which):
+    explainer, batch = explainer_and_mixtures
     target = batch.stem_labels.data[:, which]
     with torch.no_grad():
-        explanation = brain.explain(batch.sig.data, target=target)
+        explanation = explainer.explain(batch.sig.data, target=target)
     extras = explanation.extras
-    batch_size, n_frames = len(target), brain.front_end.n_frames(batch.sig.data.shape[1])
+    batch_size, n_frames = len(target), explainer.front_end.n_frames(batch.sig.data.shape[1])
     assert torch.equal(explanation.target, target)
-    assert explanation.mask.shape == (batch_size, n_frames, brain.front_end.n_freqs)
+    assert explanation.mask.shape == (batch_size, n_frames, explainer.front_end.n_freqs)
     assert 0 <= explanation.mask.min() and explanation.mask.max() <= 1
     assert extras["activations"].shape == (batch_size, N_COMPONENTS, n_frames)
     assert (extras["activations"] >= 0).all()
     # Relevance follows the asked class: z_j·θ_{c,j} normalised by its largest term.
-    contribution = extras["pooled"] * brain.modules.theta.linear.weight[target]
+    contribution = extras["pooled"] * explainer.theta.linear.weight[target]
     largest = contribution.amax(-1, keepdim=True).clamp_min(1e-8)
     assert torch.allclose(extras["relevance"] * largest, contribution, atol=1e-6)
     assert torch.equal(extras["selected"], (extras["relevance"] > 0.2).float())
 
 
-def test_component_masks_of_a_partition_add_up(brain_and_mixtures):
-    brain, batch = brain_and_mixtures
+def test_component_masks_of_a_partition_add_up(explainer_and_mixtures):
+    explainer, batch = explainer_and_mixtures
     with torch.no_grad():
-        activations = brain.explain(batch.sig.data).extras["activations"]
+        activations = explainer.explain(batch.sig.data).extras["activations"]
     split = (torch.arange(N_COMPONENTS) % 2).float().expand(len(activations), -1)
-    parts = brain.component_masks(activations, split) + brain.component_masks(
+    parts = explainer.component_masks(activations, split) + explainer.component_masks(
         activations, 1 - split
     )
-    whole = brain.component_masks(activations, torch.ones_like(split))
+    whole = explainer.component_masks(activations, torch.ones_like(split))
     assert torch.allclose(parts, whole, atol=1e-4)
 
 
-def test_fidelity_is_scored_against_the_classifier_decision(brain_and_mixtures):
-    brain, _ = brain_and_mixtures
-    n_classes = len(brain.classifier.labels)
+def test_fidelity_is_scored_against_the_classifier_decision(explainer_and_mixtures):
+    explainer, _ = explainer_and_mixtures
+    n_classes = len(explainer.classifier.labels)
     logits = torch.eye(4, n_classes)  # decisions 0, 1, 2, 3
     theta_logits = torch.zeros(4, n_classes)
     theta_logits[0, 0] = 3.0  # top-1 right
@@ -172,7 +170,7 @@ def test_fidelity_is_scored_against_the_classifier_decision(brain_and_mixtures):
         "relative_error": torch.zeros(4),
     }
     explanation = Explanation(torch.zeros(4, 2, 2), None, None, logits, logits.argmax(-1), extras)
-    values = brain.method_metrics(explanation)
+    values = explainer.method_metrics(explanation)
     assert values["Θ top-1"].tolist() == [100.0, 0.0, 0.0, 0.0]
     assert values["Θ top-3"].tolist() == [100.0, 100.0, 0.0, 100.0]
 

@@ -7,9 +7,9 @@ import soundfile as sf
 import torch
 from conftest import TINY_DATA, run_recipe
 
-from interpreters import metrics
 from interpreters.errors import InterpreterError
-from interpreters.recipe import load_hparams
+from interpreters.evaluation import metrics
+from interpreters.experiment import load_hparams
 
 # A SepFormer small enough for seconds on a CPU (N must be a multiple of 2·kernel).
 TINY_SEPFORMER = [
@@ -80,12 +80,12 @@ def test_checkpoint_reload_gives_identical_explanations(trained_run, trained_cla
     wavs = torch.randn(2, 2001) * 0.1
     first = _brain(trained_classifier, out)
     other_seed = _brain(trained_classifier, out, seed=7)
-    before = other_seed.explain(wavs)
+    before = other_seed.explainer.explain(wavs)
     first.checkpointer.recover_if_possible(min_key="loss")
     other_seed.checkpointer.recover_if_possible(min_key="loss")
     first.modules.eval(), other_seed.modules.eval()
     with torch.no_grad():
-        a, b = first.explain(wavs), other_seed.explain(wavs)
+        a, b = first.explainer.explain(wavs), other_seed.explainer.explain(wavs)
     assert not torch.allclose(before.mask, b.mask)  # the seed mattered before recovery
     assert torch.equal(a.mask, b.mask) and torch.equal(a.interpretation, b.interpretation)
 
@@ -94,7 +94,7 @@ def test_checkpoint_reload_gives_identical_explanations(trained_run, trained_cla
 def test_waveforms_keep_odd_input_lengths_and_add_up(trained_classifier, tmp_path, length):
     brain = _brain(trained_classifier, tmp_path)
     wavs = torch.randn(3, length) * 0.1
-    explanation = brain.explain(wavs)
+    explanation = brain.explainer.explain(wavs)
     assert explanation.interpretation.shape == wavs.shape == explanation.residual.shape
     frames = explanation.mask.shape[1]
     assert explanation.mask.shape == (3, frames, 32) and 0 <= explanation.mask.min()
@@ -107,8 +107,8 @@ def test_waveforms_keep_odd_input_lengths_and_add_up(trained_classifier, tmp_pat
 def test_alpha_extremes_train(trained_classifier, tmp_path, alpha):
     brain = _brain(trained_classifier, tmp_path, alpha=alpha)
     wavs = torch.randn(2, 3000) * 0.1
-    explanation = brain.explain(wavs)
-    loss = brain.interpreter_loss(
+    explanation = brain.explainer.explain(wavs)
+    loss = brain.loss(
         explanation,
         brain.classifier(explanation.interpretation),
         brain.classifier(explanation.residual),
@@ -127,7 +127,7 @@ def test_paper_config_builds_and_runs_a_forward(trained_classifier, tmp_path):
     interpreter = brain.modules.interpreter
     assert interpreter.encoder.conv1d.out_channels == 256 and interpreter.masknet.K == 250
     with torch.no_grad():
-        explanation = brain.explain(torch.randn(1, 1001) * 0.1)
+        explanation = brain.explainer.explain(torch.randn(1, 1001) * 0.1)
     assert explanation.mask.shape[-1] == 256 and explanation.interpretation.shape == (1, 1001)
 
 

@@ -7,8 +7,8 @@ from conftest import TINY_DATA, run_recipe
 from test_clap import tiny_clap  # noqa: F401  (session fixture: the CLAP being explained)
 
 from interpreters.errors import InterpreterError
-from interpreters.methods.lmac_zs import gradcam_maps, is_free_text, prompt_sensitivity
-from interpreters.recipe import load_hparams
+from interpreters.evaluation.run import load_method
+from interpreters.explainers.lmac_zs import gradcam_maps, is_free_text, prompt_sensitivity
 
 
 def _args(clap, output):
@@ -25,21 +25,12 @@ def _args(clap, output):
 
 @pytest.fixture(scope="module")
 def trained_run(tiny_clap, tmp_path_factory):  # noqa: F811
-    """One epoch of hparams/lmac_zs.yaml through the real recipe, then the brain reloaded."""
+    """One epoch of hparams/lmac_zs.yaml through the real recipe, then the explainer reloaded."""
     out = tmp_path_factory.mktemp("lmac_zs") / "run"
     args = _args(tiny_clap, out)
     result = run_recipe("train.py", "hparams/lmac_zs.yaml", *args, "--number_of_epochs=1")
-    flags = dict(arg[2:].split("=", 1) for arg in args)
-    hparams = load_hparams("hparams/lmac_zs.yaml", "\n".join(f"{k}: {v}" for k, v in flags.items()))
-    brain = hparams["brain_class"](
-        modules=hparams["modules"],
-        hparams=hparams,
-        run_opts={"device": "cpu"},
-        checkpointer=hparams["checkpointer"],
-    )
-    assert brain.checkpointer.recover_if_possible(min_key="loss") is not None
-    brain.modules.eval()
-    return out, result, brain
+    explainer = load_method(["hparams/lmac_zs.yaml", *args, "--device=cpu"]).explainer
+    return out, result, explainer
 
 
 def test_recipe_trains_checkpoints_and_writes_the_table(trained_run):
@@ -54,36 +45,38 @@ def test_recipe_trains_checkpoints_and_writes_the_table(trained_run):
 
 
 def test_explain_any_prompt_and_masks_differ(trained_run):
-    _, _, brain = trained_run
+    _, _, explainer = trained_run
     wavs = torch.randn(2, 8000) * 0.1
-    frames, freqs = brain.front_end.n_frames(8000), brain.front_end.n_freqs
-    rising = brain.explain(wavs, target="a rising whistle")
-    knock = brain.explain(wavs, target="someone knocking")
+    frames, freqs = explainer.front_end.n_frames(8000), explainer.front_end.n_freqs
+    rising = explainer.explain(wavs, target="a rising whistle")
+    knock = explainer.explain(wavs, target="someone knocking")
     assert rising.mask.shape == (2, frames, freqs)
     assert rising.interpretation.shape == wavs.shape == rising.residual.shape
     assert 0 <= float(rising.mask.min()) and float(rising.mask.max()) <= 1
     assert (rising.mask - knock.mask).abs().max() > 1e-4
     torch.testing.assert_close(rising.logits, knock.logits)  # the decision is the same
-    decision = brain.explain(wavs)
-    by_index = brain.explain(wavs, target=decision.target[0].item())
-    by_prompt = brain.explain(wavs, target=brain.classifier.prompts[decision.target[0].item()])
+    decision = explainer.explain(wavs)
+    by_index = explainer.explain(wavs, target=decision.target[0].item())
+    by_prompt = explainer.explain(
+        wavs, target=explainer.classifier.prompts[decision.target[0].item()]
+    )
     torch.testing.assert_close(by_index.mask[0], decision.mask[0])
     torch.testing.assert_close(by_prompt.mask, by_index.mask)
-    per_item = brain.explain(wavs, target=["a rising whistle", "someone knocking"])
+    per_item = explainer.explain(wavs, target=["a rising whistle", "someone knocking"])
     # (padding the prompts together shifts the text embeddings by float noise)
     torch.testing.assert_close(per_item.mask[0], rising.mask[0], atol=1e-2, rtol=0)
     torch.testing.assert_close(per_item.mask[1], knock.mask[1], atol=1e-2, rtol=0)
     with pytest.raises(InterpreterError):
-        brain.explain(wavs, target=99)
+        explainer.explain(wavs, target=99)
 
 
 def test_evaluation_reads_the_decision_off_the_every_prompt_pairs(trained_run):
-    _, _, brain = trained_run
+    _, _, explainer = trained_run
     wavs = torch.randn(3, 8000) * 0.1
-    every = torch.arange(brain.classifier.n_classes)
+    every = torch.arange(explainer.classifier.n_classes)
     with torch.no_grad():
-        derived = brain.decision_explanation(brain.pair_outputs(wavs, every))
-        direct = brain.explain(wavs)
+        derived = explainer.decision_explanation(explainer.pair_outputs(wavs, every))
+        direct = explainer.explain(wavs)
     assert torch.equal(derived.target, direct.target)
     assert torch.allclose(derived.mask, direct.mask, atol=1e-5)
     assert torch.allclose(derived.interpretation, direct.interpretation, atol=1e-5)
@@ -91,10 +84,10 @@ def test_evaluation_reads_the_decision_off_the_every_prompt_pairs(trained_run):
 
 
 def test_gradcam_maps_on_the_stft_grid(trained_run):
-    _, _, brain = trained_run
+    _, _, explainer = trained_run
     wavs = torch.randn(2, 8000) * 0.1
-    text = brain.classifier.class_embeddings()[:3]
-    maps = gradcam_maps(brain.classifier, wavs, text, (17, 33))
+    text = explainer.classifier.class_embeddings()[:3]
+    maps = gradcam_maps(explainer.classifier, wavs, text, (17, 33))
     assert maps.shape == (2, 3, 17, 33)
     assert float(maps.min()) >= 0 and float(maps.amax(dim=(2, 3)).max()) <= 1 + 1e-6
 
@@ -120,7 +113,7 @@ def test_free_text_is_told_from_class_targets():
 
 
 def test_export_from_hparams_and_cli_prompt(trained_run, tiny_clap, tmp_path):  # noqa: F811
-    out, _, brain = trained_run
+    out, _, explainer = trained_run
     exported = tmp_path / "exported"
     run_recipe("export.py", "--run", str(out), "--out", str(exported))
     assert (exported / "clap_source" / "model.safetensors").is_file()  # self-contained
@@ -130,7 +123,7 @@ def test_export_from_hparams_and_cli_prompt(trained_run, tiny_clap, tmp_path):  
     wavs = torch.randn(1, 8000) * 0.1
     ours = interpreter.interpret_batch(wavs, target="a rising whistle")
     with torch.no_grad():
-        reference = brain.explain(wavs, target="a rising whistle")
+        reference = explainer.explain(wavs, target="a rising whistle")
     torch.testing.assert_close(ours.mask, reference.mask)
     clip = sorted((tiny_clap["data"] / "test").glob("*.wav"))[0]
     result = run_recipe(

@@ -14,8 +14,8 @@ import torch.nn as nn
 from conftest import TINY_DATA, run_recipe
 
 from interpreters.audio import FrontEnd
-from interpreters.classifiers.base import AudioClassifier
-from interpreters.methods.lrp import LRPBrain, inspect_time_frequency, lrp_relevance
+from interpreters.explainers.lrp import LRP, inspect_time_frequency, lrp_relevance, make_composite
+from interpreters.models.base import AudioClassifier
 
 RATE = 16000
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,7 +57,7 @@ def test_relevance_is_conserved_on_a_bias_free_model(composite, shape, first_lay
     target = torch.tensor([0, 1, 2])
     logits = model(inputs).gather(1, target[:, None]).squeeze(1)
     assert (logits.abs() > 1e-3).all()
-    relevance = lrp_relevance(model, model, inputs, target, composite, first_layer)
+    relevance = lrp_relevance(model, model, inputs, target, make_composite(composite, first_layer))
     assert relevance.shape == inputs.shape
     torch.testing.assert_close(relevance.flatten(1).sum(1), logits.detach(), rtol=1e-3, atol=1e-5)
     # And it is not a plain gradient x input: the rules changed the propagation.
@@ -105,7 +105,8 @@ class BandListener(AudioClassifier):
 
     def classify(self, features):
         hidden = self.rectify(self.detector(features))
-        return self.head(hidden.flatten(2).mean(dim=2, keepdim=False)), [hidden]
+        logits = self.head(hidden.flatten(2).mean(dim=2, keepdim=False))
+        return logits, [hidden.unsqueeze(-1) if self.waveform else hidden]
 
 
 @pytest.mark.parametrize("waveform", [False, True], ids=["spectrogram", "waveform"])
@@ -113,19 +114,10 @@ def test_relevance_of_a_band_listener_lies_in_its_band(waveform):
     low, high = 2000.0, 3000.0
     classifier = BandListener(waveform, low, high).eval()
     front_end = FrontEnd(RATE, n_fft=256, hop_length=128)
-    hparams = {
-        "classifier": classifier,
-        "front_end": front_end,
-        "output_folder": "unused",
-        "method_name": "LRP",
-        "n_examples": 0,
-        "composite": "epsilon_plus",
-        "first_layer_rule": "epsilon",
-    }
-    brain = LRPBrain(modules={}, hparams=hparams, run_opts={"device": "cpu"})
+    explainer = LRP(classifier, front_end, make_composite("epsilon_plus", "epsilon"))
     torch.manual_seed(0)
     wavs = 0.1 * torch.randn(2, RATE // 2)  # white noise: every band has energy
-    explanation = brain.explain(wavs, target="band")
+    explanation = explainer.explain(wavs, target="band")
     relevance = explanation.extras["relevance"].abs()
     freqs = torch.linspace(0, RATE / 2, front_end.n_freqs)
     near_band = (freqs >= low - 250) & (freqs <= high + 250)

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from interpreters import metrics
+from interpreters.evaluation import metrics
 
 # Three examples, three classes; the explained classes are c = [0, 0, 2].
 P = torch.tensor([[0.5, 0.3, 0.2], [0.6, 0.3, 0.1], [0.2, 0.2, 0.6]])

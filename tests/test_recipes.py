@@ -129,7 +129,7 @@ def test_other_classifiers_train_and_export(trained_classifier, tmp_path, yaml, 
         *extra,
     )
     assert "· test" in result.stdout
-    from interpreters.sources import load_classifier
+    from interpreters.models.loading import load_classifier
 
     classifier = load_classifier(str(out / "pretrained"), tmp_path / "collected")
     assert len(classifier.labels) == 11

@@ -1,7 +1,9 @@
 """Out-of-distribution evaluation sets built from any test manifest, after the L-MAC protocol.
 
 Each clip of the manifest is contaminated by another clip of a different class ("mixtures"),
-white noise, speech (a folder such as LJSpeech's wavs/, or speech made locally with espeak-ng)
+by the clip of another class whose spectrum is closest to it, shifted in time to overlap it most,
+at −5…+5 dB ("overlap": a harder ground truth, the two stems share time and frequency and each
+keeps its own background), white noise, speech (a folder such as LJSpeech's wavs/, or speech made locally with espeak-ng)
 or a noise folder (WHAM!-style). Every item keeps its two stems (the scaled clip and the scaled
 contaminant, summing exactly to the written mixture), so the ground-truth metrics of
 interpreters/brain.py apply unchanged. Sets are written once under ``<prepared_folder>/ood``.
@@ -34,17 +36,21 @@ from interpreters.errors import InterpreterError
 
 logger = logging.getLogger(__name__)
 
-KINDS: tuple[str, ...] = ("mixtures", "white_noise", "speech", "noise")
+KINDS: tuple[str, ...] = ("mixtures", "overlap", "white_noise", "speech", "noise")
 # Upstream L-MAC weights of the L2-normalised clip and contaminant: 0.8 x + 0.2 y for mixtures,
 # x + 0.5 n for the noises. An SNR, when given, replaces them.
-DEFAULT_WEIGHTS: dict[str, tuple[float, float]] = {
+DEFAULT_WEIGHTS: dict[str, tuple[float, float] | None] = {
     "mixtures": (0.8, 0.2),
+    "overlap": None,  # an SNR drawn per item from OVERLAP_SNR_RANGE
     "white_noise": (1.0, 0.5),
     "speech": (1.0, 0.5),
     "noise": (1.0, 0.5),
 }
+OVERLAP_SNR_RANGE = (-5.0, 5.0)
+OVERLAP_CANDIDATES = 8  # clips of other classes compared for spectral overlap, per item
 _VERSION = 1
 _STREAMS = {kind: 10 + i for i, kind in enumerate(KINDS)}  # apart from the synth streams
+_STREAMS["overlap"] = 15  # added later: the other kinds keep their streams
 _ESPEAK_STREAM = 20
 _SUBSET_STREAM = 21
 _ESPEAK_POOL = 24
@@ -156,13 +162,18 @@ class _Contaminants:
                     "recordings (e.g. WHAM! noise) or drop 'noise' from the kinds"
                 )
             self.files = _audio_files(noise_folder, "noise_folder")
-        elif kind == "mixtures":
+        elif kind in ("mixtures", "overlap"):
             self.ids = list(entries)
 
-    def draw(self, rng: np.random.Generator, label: str, n: int) -> tuple[np.ndarray, str, dict]:
-        """Contaminant of ``n`` samples, its label, and extra manifest fields describing it."""
+    def draw(
+        self, rng: np.random.Generator, label: str, clip: np.ndarray
+    ) -> tuple[np.ndarray, str, dict]:
+        """Contaminant as long as ``clip``, its label, and extra manifest fields describing it."""
+        n = len(clip)
         if self.kind == "white_noise":
             return rng.standard_normal(n), "white_noise", {}
+        if self.kind == "overlap":
+            return self._overlapping(rng, label, clip)
         if self.kind == "mixtures":
             others = [key for key in self.ids if self.entries[key]["label"] != label]
             if not others:
@@ -186,8 +197,54 @@ class _Contaminants:
                 return segment, self.kind, {}
         raise InterpreterError(f"ood kind {self.kind!r}: contaminant files are silent; check them")
 
+    def _overlapping(
+        self, rng: np.random.Generator, label: str, clip: np.ndarray
+    ) -> tuple[np.ndarray, str, dict]:
+        """Of a few clips of other classes, the one whose spectrum is closest to ``clip``'s,
+        circularly shifted so its energy over time overlaps ``clip``'s most."""
+        others = [key for key in self.ids if self.entries[key]["label"] != label]
+        if not others:
+            raise InterpreterError("ood kind 'overlap' needs clips of at least two classes")
+        picks = rng.choice(len(others), min(OVERLAP_CANDIDATES, len(others)), replace=False)
+        target = _profile(clip)
+        best, best_score = None, -np.inf
+        for i in picks:
+            wav = _fit(self._load(self._path(others[i])), len(clip))
+            score = float(np.dot(target[0], _profile(wav)[0]))
+            if score > best_score:
+                best, best_score = (others[i], wav), score
+        key, wav = best
+        shift = _best_shift(target[1], _profile(wav)[1], len(clip))
+        extra = {"source2": key, "spectral_overlap": best_score, "shift": int(shift)}
+        return np.roll(wav, shift), self.entries[key]["label"], extra
+
+    def _path(self, key: str) -> str:
+        return self.entries[key]["wav"].replace("{data_root}", self.data_root)
+
     def _load(self, path: str) -> np.ndarray:
         return load_audio(path, self.rate, resample=True, downmix=True).numpy()
+
+
+_FRAME = 512  # samples per frame of the overlap profiles
+
+
+def _fit(wav: np.ndarray, n: int) -> np.ndarray:
+    """``wav`` cropped or zero-padded to ``n`` samples."""
+    return wav[:n] if len(wav) >= n else np.pad(wav, (0, n - len(wav)))
+
+
+def _profile(wav: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-norm mean log-power spectrum, and energy per frame, of a waveform."""
+    frames = _fit(wav, -(-len(wav) // _FRAME) * _FRAME).reshape(-1, _FRAME).astype(np.float64)
+    power = np.abs(np.fft.rfft(frames * np.hanning(_FRAME), axis=1)) ** 2
+    spectrum = np.log1p(power.mean(axis=0) / max(power.mean(), 1e-20))
+    return spectrum / max(np.linalg.norm(spectrum), 1e-20), power.sum(axis=1)
+
+
+def _best_shift(energy: np.ndarray, other: np.ndarray, n: int) -> int:
+    """Circular shift (samples) of ``other`` maximising the correlation of frame energies."""
+    correlation = np.fft.irfft(np.fft.rfft(energy) * np.conj(np.fft.rfft(other)), len(energy))
+    return int(np.argmax(correlation)) * _FRAME % max(n, 1)
 
 
 def _mix(
@@ -261,7 +318,8 @@ def build_ood_sets(
             "n_items": len(chosen),
             "sample_rate": int(sample_rate),
             "seed": int(seed),
-            "weights": None if snr is not None else list(DEFAULT_WEIGHTS[kind]),
+            "weights": None if snr is not None or kind == "overlap" else list(DEFAULT_WEIGHTS[kind]),
+            "snr_range": list(OVERLAP_SNR_RANGE) if kind == "overlap" and snr is None else None,
             "snr_db": snr,
             "speech_folder": os.path.abspath(speech_folder)
             if kind == "speech" and speech_folder
@@ -339,7 +397,9 @@ def _build_item(
     if not np.any(clip):
         raise InterpreterError(f"clip {key} of the manifest is silent; remove it from the manifest")
     n = len(clip)
-    contaminant, label2, extra = source.draw(rng, entry["label"], n)
+    contaminant, label2, extra = source.draw(rng, entry["label"], clip)
+    if kind == "overlap" and snr is None:
+        snr = float(rng.uniform(*OVERLAP_SNR_RANGE))
     stem1, stem2 = _mix(clip, contaminant, weights, snr)
     item_id = f"{kind}_{index:05d}_{key}"
     rel = f"{subfolder}/{kind}/{item_id}"

@@ -1,0 +1,226 @@
+"""Evaluator: scores any explainer on any set, the same way for every method.
+
+Faithfulness is computed on what a listener hears (the interpretation and residual waveforms fed
+back to the classifier); on mixtures with known stems, ground truth against the stem of the
+class the classifier picked, with the oracle mask of that stem as the ceiling. Train, evaluate,
+the comparison, the benchmark and the sanity check all score through here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from speechbrain.dataio.dataloader import make_dataloader
+from speechbrain.utils.distributed import if_main_process
+
+from interpreters.evaluation import metrics
+from interpreters.evaluation.tables import write_metrics
+from interpreters.explainers.base import Explainer, Explanation, classify_halves
+from interpreters.listening import save_explanation_figure, write_sounds
+
+FAITHFULNESS_COLUMNS = ["AI", "AD", "AG", "FF", "Fid-In", "SPS", "COMP", "MM"]
+GROUND_TRUTH_COLUMNS = ["SI-SDR", "SI-SDRi", "precision", "recall", "in-mix"]
+ORACLE = "oracle mask"
+
+
+def faithfulness_scores(
+    explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """AI, AD, AG, FF, Fid-In of an explanation from the classifier's view of both halves."""
+    return metrics.faithfulness(
+        explanation.probabilities,
+        in_logits.softmax(-1),
+        out_logits.softmax(-1),
+        explanation.target,
+    )
+
+
+def picked_stems(batch, target: torch.Tensor, device) -> tuple[torch.Tensor, ...]:
+    """Per mixture: the stem of the explained class, the other stem, and whether the explained
+    class is one of the two sources at all."""
+    stems = torch.stack([batch.stem1_sig.data, batch.stem2_sig.data], dim=1).to(device)
+    hit = batch.stem_labels.data.to(device) == target[:, None]
+    which = hit.float().argmax(dim=1)
+    rows = torch.arange(len(which), device=device)
+    return stems[rows, which], stems[rows, 1 - which], hit.any(dim=1)
+
+
+def only_where(keep: torch.Tensor, values: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Per-example values with NaN where ``keep`` is False (the accumulator leaves NaN out)."""
+    return {k: torch.where(keep, v, torch.nan) for k, v in values.items()}
+
+
+class Evaluator:
+    """Scores explainers on data sets and writes what a person reads, hears and sees.
+
+    ``objective``: optional training loss of the explainer (reported as ``loss``).
+    ``n_examples``: how many items per set get their wavs and picture written.
+    """
+
+    def __init__(
+        self,
+        output_folder: str | Path,
+        n_examples: int = 0,
+        objective: Callable[..., torch.Tensor] | None = None,
+    ) -> None:
+        self.output_folder = Path(output_folder)
+        self.n_examples = n_examples
+        self.objective = objective
+
+    # ---- one batch ------------------------------------------------------------------------
+
+    def score(
+        self,
+        explainer: Explainer,
+        explanation: Explanation,
+        batch=None,
+        heard: tuple[torch.Tensor, torch.Tensor] | None = None,
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor] | None]:
+        """Per-example values of the explanation, and of the oracle mask when the batch has
+        stems (else None). ``heard``: the classifier's logits on both halves, if computed."""
+        in_logits, out_logits = heard or classify_halves(explainer.classifier, explanation)
+        values = {
+            **faithfulness_scores(explanation, in_logits, out_logits),
+            **metrics.mask_statistics(explanation.mask),
+            **explainer.method_metrics(explanation),
+        }
+        if batch is None or not hasattr(batch, "stem_labels"):
+            return values, None
+        truth, oracle = self.ground_truth(explainer, explanation, batch)
+        return {**values, **truth}, oracle
+
+    def ground_truth(
+        self, explainer: Explainer, explanation: Explanation, batch
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Ground truth against the picked stem, for the explanation and for the oracle mask.
+
+        Items whose decision is neither source of the mixture get NaN (counted, not averaged).
+        """
+        front_end, device = explainer.front_end, explainer.device
+        mixture, lens = batch.sig.data.to(device), batch.sig.lengths.to(device)
+        target_stem, other_stem, found = picked_stems(batch, explanation.target, device)
+        mixture_spec = front_end.stft(mixture)
+        magnitudes = {
+            "mix": mixture_spec.abs(),
+            "target": front_end.stft(target_stem).abs(),
+            "other": front_end.stft(other_stem).abs(),
+        }
+        mask = explainer.time_frequency_mask(explanation, mixture)
+        values = stem_scores(
+            explanation.interpretation, mask, mixture, target_stem, magnitudes, lens
+        )
+        oracle = self.oracle_scores(
+            explainer, explanation, mixture_spec, mixture, target_stem, magnitudes, lens
+        )
+        truth = {**only_where(found, values), "in-mix": 100.0 * found.float()}
+        return truth, only_where(found, oracle)
+
+    def oracle_scores(
+        self, explainer, explanation, mixture_spec, mixture, target_stem, magnitudes, lens
+    ) -> dict[str, torch.Tensor]:
+        """Every metric of the ideal mask of the picked stem: the best any mask can do."""
+        front_end = explainer.front_end
+        spectrum = front_end.spectrum(mixture_spec, mixture.shape[-1])
+        mask = front_end.ratio_mask(magnitudes["mix"], magnitudes["target"])
+        interpretation, residual = front_end.listenable(spectrum, mask)
+        oracle = Explanation(mask, interpretation, residual, explanation.logits, explanation.target)
+        return {
+            **faithfulness_scores(oracle, *classify_halves(explainer.classifier, oracle)),
+            **metrics.mask_statistics(mask),
+            **stem_scores(interpretation, mask, mixture, target_stem, magnitudes, lens),
+        }
+
+    # ---- a whole set -------------------------------------------------------------------------
+
+    def evaluate(
+        self, explainer: Explainer, dataset, set_name: str, loader_kwargs: dict
+    ) -> dict[str, dict[str, float]]:
+        """Mean of every metric over ``dataset``: {"<method> · <set>": row, and the oracle's
+        row on sets with stems}; the first ``n_examples`` items are written as examples."""
+        accumulators = {"method": metrics.MetricAccumulator(), "oracle": None}
+        saved, losses = 0, []
+        loader = make_dataloader(dataset, **{**loader_kwargs, "shuffle": False})
+        for batch in loader:
+            wavs, lens = batch.sig.data, batch.sig.lengths.to(explainer.device)
+            with torch.no_grad():
+                explanation = explainer.explain_for_evaluation(wavs, lens)
+                heard = classify_halves(explainer.classifier, explanation)
+                values, oracle = self.score(explainer, explanation, batch, heard)
+                if self.objective is not None:  # a batch mean, as SpeechBrain's stage loss
+                    losses.append(float(self.objective(explanation, *heard)))
+            accumulators["method"].update(values)
+            if oracle is not None:
+                accumulators["oracle"] = accumulators["oracle"] or metrics.MetricAccumulator()
+                accumulators["oracle"].update(oracle)
+            saved += self.write_examples(explainer, explanation, batch, set_name, saved)
+        row = accumulators["method"].summary()
+        if losses:
+            row["loss"] = sum(losses) / len(losses)
+        rows = {f"{explainer.name} · {set_name}": row}
+        if accumulators["oracle"] is not None:
+            rows[f"{ORACLE} · {set_name}"] = accumulators["oracle"].summary()
+        return rows
+
+    def run(
+        self, explainer: Explainer, datasets: dict, sets: list[str], loader_kwargs: dict
+    ) -> dict[str, dict[str, float]]:
+        """Evaluate on every named set; write metrics.json and metrics.md; the rows."""
+        explainer.eval()
+        results = {}
+        for name in sets:
+            results.update(self.evaluate(explainer, datasets[name], name, loader_kwargs))
+        columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS + list(explainer.method_columns)
+        if if_main_process():
+            write_metrics(self.output_folder, results, columns)
+        return results
+
+    # ---- what a person listens to -------------------------------------------------------------
+
+    def write_examples(
+        self, explainer: Explainer, explanation: Explanation, batch, set_name: str, saved: int
+    ) -> int:
+        """Input / interpretation / residual wavs (and the method's extra sounds) and a picture
+        for the first examples of a set; how many were written."""
+        count = min(self.n_examples - saved, len(batch.id))
+        if count <= 0 or not if_main_process():
+            return 0
+        folder = self.output_folder / "examples" / set_name
+        wavs = batch.sig.data.to(explainer.device)
+        spectrum = explanation.spectrum or explainer.front_end.analyse(wavs)
+        compressed = spectrum.compressed
+        mask = explainer.time_frequency_mask(explanation, wavs)
+        rate, hop = explainer.sample_rate, explainer.front_end.hop_length
+        extras = explainer.extra_sounds(explanation, count)
+        for i, uid in enumerate(batch.id[:count]):
+            label = explainer.labels[int(explanation.target[i])]
+            name = f"{uid}_{label}"
+            sounds = {
+                "input": wavs[i],
+                "interpretation": explanation.interpretation[i],
+                "residual": explanation.residual[i],
+                **extras[i],
+            }
+            paths = {kind: folder / "wav" / f"{name}_{kind}.wav" for kind in sounds}
+            write_sounds(paths, sounds, rate)
+            probability = float(explanation.probabilities[i, explanation.target[i]])
+            save_explanation_figure(
+                folder / "png" / f"{name}.png",
+                compressed[i],
+                mask[i],
+                title=f"{uid}: explaining '{label}' (p={probability:.2f})",
+                frame_rate=rate / hop,
+                max_freq=rate / 2,
+            )
+        return count
+
+
+def stem_scores(interpretation, mask, mixture, target_stem, magnitudes, lens):
+    """SI-SDR(i) of an interpretation and its mask's energy precision/recall against the
+    target stem (``magnitudes``: |STFT| of "mix", "target" and "other")."""
+    precision, recall = metrics.mask_energy_precision_recall(
+        mask, magnitudes["mix"], magnitudes["target"], magnitudes["other"]
+    )
+    scores = metrics.ground_truth(interpretation, mixture, target_stem, lens)
+    return {**scores, "precision": 100 * precision, "recall": 100 * recall}

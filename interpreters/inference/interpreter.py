@@ -1,0 +1,212 @@
+"""Pretrained interpreters, SpeechBrain ``Pretrained``-style: ``from_hparams`` (a folder or hub
+id written by recipes/export.py), ``interpret_batch`` (the explain() contract) and
+``interpret_file`` (any soundfile format, any rate, any length).
+
+An interpreter holds an explainer (not a Brain): the yaml's explainer with its trained parts
+loaded from the export's ``<name>.ckpt`` files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import yaml
+
+from interpreters.audio import Spectrum, load_audio
+from interpreters.checkpoints import trainable_parts
+from interpreters.config import load_yaml
+from interpreters.errors import InterpreterError
+from interpreters.evaluation.evaluator import faithfulness_scores
+from interpreters.explainers.base import Explainer, Explanation, classify_halves, resolve_target
+from interpreters.inference.export import AUXILIARY_YAML, INCLUDES_YAML, OVERRIDES_YAML
+from interpreters.inference.legacy import explainer_of
+from interpreters.sources import fetch_files, load_state
+
+MIN_SECONDS = 0.1  # shorter inputs have too few STFT frames to explain
+
+
+@dataclass
+class FileInterpretation:
+    """A whole file explained: signals, the decision, the mask and its faithfulness."""
+
+    path: Path
+    wav: torch.Tensor  # [N] mono input at the classifier's rate
+    interpretation: torch.Tensor  # [N]
+    residual: torch.Tensor  # [N]
+    mask: torch.Tensor  # [T, F] on the front end's grid
+    compressed: torch.Tensor  # [T, F] the input's compressed magnitude (for pictures)
+    probabilities: torch.Tensor  # [C] mean over windows
+    target: int
+    label: str
+    faithfulness: dict[str, float]
+
+
+class Interpreter:
+    """A pretrained explainer and its classifier, ready to explain batches and files."""
+
+    def __init__(self, explainer: Explainer, window_seconds: float) -> None:
+        self.explainer = explainer.eval()
+        self.window = max(1, round(window_seconds * self.sample_rate))
+
+    @property
+    def labels(self) -> list[str]:
+        """Class names of the classifier, in output order."""
+        return self.explainer.labels
+
+    @property
+    def sample_rate(self) -> int:
+        """Rate every input is resampled to (the classifier's)."""
+        return self.explainer.sample_rate
+
+    @property
+    def front_end(self):
+        """The front end masks live on (pictures are drawn on its grid)."""
+        return self.explainer.front_end
+
+    @property
+    def accepts_prompts(self) -> bool:
+        """Whether targets may be free text (zero-shot interpreters)."""
+        return self.explainer.accepts_prompts
+
+    @property
+    def device(self) -> torch.device:
+        """Where the explainer runs."""
+        return self.explainer.device
+
+    @classmethod
+    def from_hparams(
+        cls, source: str, savedir: str | Path | None = None, device: str = "cpu"
+    ) -> Interpreter:
+        """Fetch an exported interpreter (folder or hub id) into ``savedir`` and build it."""
+        savedir = Path(savedir or Path("pretrained_models") / str(source).replace("/", "--"))
+        files = fetch_files(
+            source, [], savedir, key="source", extra=(OVERRIDES_YAML, AUXILIARY_YAML)
+        )
+        includes = fetch_optional(source, INCLUDES_YAML, savedir)
+        names = yaml.safe_load(includes.read_text()) if includes else []
+        fetch_files(source, [], savedir, key="source", extra=tuple(names or ()))
+        fetch_files(source, ["classifier"], savedir / "classifier", "source", "classifier")
+        local = {
+            "classifier_source": str(savedir / "classifier"),
+            "output_folder": str(savedir),
+            "save_folder": str(savedir / "save"),
+        }
+        auxiliary = yaml.safe_load(files[AUXILIARY_YAML].read_text()) or {}
+        for key, names in auxiliary.items():
+            extra = tuple(n for n in names if n != "hyperparams.yaml")
+            fetch_files(source, [], savedir / key, key="source", subfolder=key, extra=extra)
+            local[key] = str(savedir / key)
+        run_overrides = yaml.safe_load(files[OVERRIDES_YAML].read_text()) or {}
+        hparams = load_yaml(files["hyperparams"], {**run_overrides, **local})
+        parts = trainable_parts(hparams)
+        paths = fetch_files(source, list(parts), savedir, key="source")
+        for name, module in parts.items():
+            load_state(module, paths[name], key=f"source {source}")
+        explainer = explainer_of(hparams, source).to(device)
+        return cls(explainer, window_seconds(hparams))
+
+    def check_target(self, target) -> None:
+        """A one-line error for a target the interpreter cannot explain (before any work)."""
+        if target is None or self.accepts_prompts:
+            return
+        resolve_target(target, torch.zeros(1, len(self.labels)), self.labels)
+        if not self.explainer.conditioned:
+            raise InterpreterError(
+                f"{self.explainer.name} is not conditioned on the class: it explains only each "
+                "input's decision; leave --target unset or use a class-conditioned interpreter"
+            )
+
+    def interpret_batch(
+        self, wavs: torch.Tensor, lens: torch.Tensor | None = None, target=None
+    ) -> Explanation:
+        """Explain a batch [B, N] at the classifier's rate (the same call as ``explain``)."""
+        with torch.no_grad():
+            return self.explainer.explain(wavs, lens, target)
+
+    def interpret_file(self, path: str | Path, target=None) -> FileInterpretation:
+        """Read any soundfile format, mono and resampled; long files in windows, stitched.
+
+        Without a target each window is explained as the file's decision (the mean over
+        windows) when the explainer is class-conditioned, as its own decision otherwise.
+        """
+        wav = load_audio(path, self.sample_rate, resample=True, downmix=True, allow_silence=False)
+        if len(wav) < MIN_SECONDS * self.sample_rate:
+            raise InterpreterError(
+                f"audio file {path} is {len(wav) / self.sample_rate:.3f} s long, too short to "
+                f"explain; give at least {MIN_SECONDS} s"
+            )
+        windows = self.split(wav)
+        with torch.no_grad():
+            probabilities = self.explainer.classifier(windows.to(self.device)).softmax(-1)
+        weights = self.window_weights(len(wav), len(windows)).to(probabilities.device)
+        mean = (probabilities * weights[:, None]).sum(0) / weights.sum()
+        if target is None and self.explainer.conditioned:
+            target = int(mean.argmax())
+        explanation = self.interpret_batch(windows, target=target)
+        explained = int(mean.argmax()) if target is None else int(explanation.target[0])
+        return FileInterpretation(
+            path=Path(path),
+            wav=wav,
+            interpretation=explanation.interpretation.reshape(-1)[: len(wav)].cpu(),
+            residual=explanation.residual.reshape(-1)[: len(wav)].cpu(),
+            mask=self.file_mask(wav, explanation),
+            compressed=self.file_spectrum(wav, explanation).compressed[0].cpu(),
+            probabilities=mean.cpu(),
+            target=explained,
+            label=self.labels[explained],
+            faithfulness=self.faithfulness(explanation, weights),
+        )
+
+    def split(self, wav: torch.Tensor) -> torch.Tensor:
+        """Non-overlapping windows of the training length [W, window]; short files stay whole."""
+        if len(wav) <= self.window:
+            return wav[None]
+        pad = (-len(wav)) % self.window
+        return torch.nn.functional.pad(wav, (0, pad)).reshape(-1, self.window)
+
+    def window_weights(self, length: int, count: int) -> torch.Tensor:
+        """Share of real (unpadded) samples in each window."""
+        if count == 1:
+            return torch.ones(1)
+        filled = torch.full((count,), float(self.window))
+        filled[-1] = length - self.window * (count - 1)
+        return filled / self.window
+
+    def file_spectrum(self, wav: torch.Tensor, explanation: Explanation) -> Spectrum:
+        """The analysed file: the explanation's own for one window, else the whole file's."""
+        if explanation.mask.shape[0] == 1 and explanation.spectrum is not None:
+            return explanation.spectrum
+        return self.front_end.analyse(wav[None].to(self.device))
+
+    def file_mask(self, wav: torch.Tensor, explanation: Explanation) -> torch.Tensor:
+        """The mask over the whole file: the method's own for one window, else the mask that
+        turns the input into the stitched interpretation."""
+        if explanation.mask.shape[0] == 1:
+            mask = self.explainer.time_frequency_mask(explanation, wav[None].to(self.device))
+            return mask[0].cpu()
+        interpretation = explanation.interpretation.reshape(-1)[: len(wav)]
+        return self.front_end.ideal_mask(wav[None].to(self.device), interpretation[None])[0].cpu()
+
+    def faithfulness(self, explanation: Explanation, weights: torch.Tensor) -> dict[str, float]:
+        """AI, AD, AG, FF, Fid-In of this explanation, averaged over windows."""
+        with torch.no_grad():
+            heard = classify_halves(self.explainer.classifier, explanation)
+            values = faithfulness_scores(explanation, *heard)
+        weights = weights.to(explanation.logits.device)
+        return {k: float((v * weights).sum() / weights.sum()) for k, v in values.items()}
+
+
+def window_seconds(hparams: dict) -> float:
+    """The clip length the interpreter was trained on (the data section's duration)."""
+    data = hparams.get("data")
+    return float(data["duration"] if isinstance(data, dict) else hparams["duration"])
+
+
+def fetch_optional(source: str, filename: str, savedir: Path) -> Path | None:
+    """``filename`` from ``source`` when it has one (exports made before it existed do not)."""
+    try:
+        return fetch_files(source, [], savedir, key="source", extra=(filename,))[filename]
+    except InterpreterError:
+        return None

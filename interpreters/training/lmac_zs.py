@@ -1,0 +1,77 @@
+"""Training LMAC-ZS on every audio x prompt pair of a batch:
+L = mean (s_ij − ŝ_ij)² + λ_reg·mean(M) + λ_div·mean_{i≠i'} cos(M_ij, M_i'j)."""
+
+from __future__ import annotations
+
+import speechbrain as sb
+import torch
+import torch.nn.functional as F
+
+from interpreters.explainers.base import Explanation, classify_halves
+from interpreters.training.brain import InterpreterBrain
+
+
+class LMACZSBrain(InterpreterBrain):
+    """Masked audio must reproduce the similarity of every audio x prompt pair of the batch."""
+
+    required_hparams = InterpreterBrain.required_hparams + [
+        "lambda_reg",
+        "lambda_div",
+        "prompts_per_batch",
+    ]
+
+    def batch_prompts(self, decisions: torch.Tensor) -> torch.Tensor:
+        """Class indices whose prompts train this batch: ``prompts_per_batch`` of them, the
+        batch's decisions first (random ones if more), then random other classes."""
+        n_classes = self.classifier.n_classes
+        wanted = min(self.hparams.prompts_per_batch or n_classes, n_classes)
+        device = decisions.device
+        chosen = decisions.unique()
+        chosen = chosen[torch.randperm(len(chosen), device=device)][:wanted]
+        rest = torch.ones(n_classes, dtype=torch.bool, device=device)
+        rest[chosen] = False
+        others = rest.nonzero()[:, 0]
+        others = others[torch.randperm(len(others), device=device)][: wanted - len(chosen)]
+        return torch.cat([chosen, others]).sort().values
+
+    def compute_forward(self, batch, stage):
+        """Pairs for the loss while training; otherwise the evaluation's explanation (every
+        class prompt's mask; the decision's one scored)."""
+        wavs = batch.sig.data.to(self.device)
+        if stage == sb.Stage.TRAIN:
+            decisions = self.explainer.encode(wavs)[2].argmax(-1)
+            return self.explainer.pair_outputs(wavs, self.batch_prompts(decisions)), None
+        explanation = self.explainer.explain_for_evaluation(wavs, batch.sig.lengths)
+        return explanation, classify_halves(self.classifier, explanation)
+
+    def compute_objectives(self, outputs, batch, stage):
+        """The pair loss while training; the shared loss-plus-metrics path otherwise."""
+        if stage == sb.Stage.TRAIN:
+            return self.pair_loss(outputs[0])
+        return super().compute_objectives(outputs, batch, stage)
+
+    def loss(self, explanation: Explanation, in_logits, out_logits) -> torch.Tensor:
+        """The pair loss of an evaluation explanation (which keeps every prompt's mask)."""
+        extras = explanation.extras
+        return self.pair_loss(
+            {
+                "masks": extras["pair_masks"],
+                "similarity": extras["pair_similarity"],
+                "masked_similarity": extras["pair_masked_similarity"],
+            }
+        )
+
+    def pair_loss(self, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks."""
+        masks = pairs["masks"]
+        fit = (pairs["similarity"] - pairs["masked_similarity"]).square().mean()
+        loss = fit + self.hparams.lambda_reg * masks.mean()
+        prompts = masks.shape[1]
+        if prompts > 1 and self.hparams.lambda_div > 0:
+            unit = F.normalize(masks.flatten(2), dim=-1)
+            gram = unit @ unit.transpose(1, 2)  # [B, P, P]
+            off_diagonal = gram.sum(dim=(1, 2)) - gram.diagonal(dim1=1, dim2=2).sum(-1)
+            loss = (
+                loss + self.hparams.lambda_div * (off_diagonal / (prompts * (prompts - 1))).mean()
+            )
+        return loss

@@ -1,0 +1,143 @@
+"""The Explainer contract in-process: explain(), honest targets, the Evaluator's ground truth,
+and the training Brain's loss on an explainer's modules."""
+
+import pytest
+import torch
+from speechbrain.dataio.batch import PaddedBatch
+
+from interpreters.audio import FrontEnd
+from interpreters.data.dataio import build_datasets
+from interpreters.data.synth import CLASSES, prepare_synth
+from interpreters.errors import InterpreterError
+from interpreters.evaluation.evaluator import Evaluator
+from interpreters.explainers.attribution import GradCAM
+from interpreters.explainers.base import Explanation
+from interpreters.explainers.lmac import LMAC, MaskDecoder
+from interpreters.models.spectrogram_cnn import SpectrogramCNN
+from interpreters.training.lmac import LMACBrain
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("synth")
+    manifests = prepare_synth(str(folder), 1, 1, 1, 4, duration=0.5)
+    labels = list(CLASSES)
+    datasets = build_datasets(manifests, str(folder), labels, 16000)
+    torch.manual_seed(0)
+    classifier = SpectrogramCNN(labels, n_fft=256, hop_length=128, channels=[4, 8]).eval()
+    front_end = FrontEnd(16000, n_fft=256, hop_length=128)
+    decoder = MaskDecoder(classifier.hidden_channels, layers=[0, 1], channels=4)
+    lmac = LMAC(classifier, front_end, decoder)
+    gradcam = GradCAM(classifier, front_end, layer="blocks.1")
+    return {"lmac": lmac, "gradcam": gradcam, "datasets": datasets, "folder": folder}
+
+
+def _batch(dataset):
+    return PaddedBatch([dataset[i] for i in range(len(dataset))])
+
+
+def test_explain_contract(setup):
+    explainer = setup["lmac"]
+    wavs, lens = _batch(setup["datasets"]["test"]).sig
+    explanation = explainer.explain(wavs, lens)
+    assert isinstance(explanation, Explanation)
+    frames, freqs = explainer.front_end.n_frames(wavs.shape[1]), explainer.front_end.n_freqs
+    assert explanation.mask.shape == (len(wavs), frames, freqs)
+    assert 0 <= explanation.mask.min() and explanation.mask.max() <= 1
+    assert explanation.interpretation.shape == wavs.shape == explanation.residual.shape
+    assert torch.equal(explanation.target, explanation.logits.argmax(-1))
+    assert explanation.spectrum.compressed.shape == (len(wavs), frames, freqs)
+
+
+def test_targets_by_name_index_and_unknown(setup):
+    explainer = setup["gradcam"]  # class-conditioned: any class can be explained
+    wavs, lens = _batch(setup["datasets"]["test"]).sig
+    named = explainer.explain(wavs, lens, target="tweet")
+    assert named.target.tolist() == [CLASSES.index("tweet")] * len(wavs)
+    assert explainer.explain(wavs, lens, target=3).target.tolist() == [3] * len(wavs)
+    assert explainer.explain(wavs, lens, target="3").target.tolist() == [3] * len(wavs)
+    with pytest.raises(InterpreterError, match="unknown class 'whistle'"):
+        explainer.explain(wavs, lens, target="whistle")
+    with pytest.raises(InterpreterError, match="out of range"):
+        explainer.explain(wavs, lens, target=99)
+
+
+def test_target_changes_a_conditioned_mask(setup):
+    explainer = setup["gradcam"]
+    wavs, lens = _batch(setup["datasets"]["test"]).sig
+    first = explainer.explain(wavs, lens, target=0).mask
+    other = explainer.explain(wavs, lens, target=5).mask
+    assert not torch.allclose(first, other)
+
+
+def test_unconditioned_explainer_refuses_another_class(setup):
+    explainer = setup["lmac"]
+    wavs, lens = _batch(setup["datasets"]["test"]).sig
+    decision = explainer.explain(wavs, lens).target
+    assert torch.equal(explainer.explain(wavs, lens, target=decision).target, decision)
+    other = (decision + 1) % len(CLASSES)
+    with pytest.raises(InterpreterError, match="not conditioned on the class"):
+        explainer.explain(wavs, lens, target=other)
+
+
+def test_with_classifier_leaves_the_original_untouched(setup):
+    explainer = setup["lmac"]
+    copy = SpectrogramCNN(list(CLASSES), n_fft=256, hop_length=128, channels=[4, 8])
+    other = explainer.with_classifier(copy)
+    assert other.classifier is copy and explainer.classifier is not copy
+    assert other.decoder is explainer.decoder
+
+
+def test_brain_loss_is_finite_and_trains_the_decoder(setup):
+    explainer = setup["lmac"]
+    hparams = {
+        "explainer": explainer,
+        "output_folder": str(setup["folder"] / "run"),
+        "n_examples": 0,
+        "eval_sets": ["test"],
+        "lambda_in": 4.0,
+        "lambda_out": 0.2,
+        "lambda_reg": 0.4,
+        "lambda_tv": 0.1,
+    }
+    brain = LMACBrain(
+        modules={"decoder": explainer.decoder}, hparams=hparams, run_opts={"device": "cpu"}
+    )
+    batch = _batch(setup["datasets"]["train"])
+    explanation, heard = brain.compute_forward(batch, stage=None)
+    loss = brain.loss(explanation, *heard)
+    loss.backward()
+    grads = [p.grad for p in explainer.decoder.parameters()]
+    assert torch.isfinite(loss) and all(g is not None and torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    assert all(p.grad is None for p in explainer.classifier.parameters())
+    explainer.decoder.zero_grad()
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_ground_truth_scores_the_stem_of_the_explained_class(setup, which):
+    explainer = setup["gradcam"]
+    batch = _batch(setup["datasets"]["mixtures"])
+    stems = [batch.stem1_sig.data, batch.stem2_sig.data]
+    target = batch.stem_labels.data[:, which]
+    explanation = explainer.explain(batch.sig.data, batch.sig.lengths, target=target)
+    # An interpretation equal to the explained class' stem is a perfect separation.
+    explanation.interpretation = stems[which]
+    values, oracle = Evaluator(setup["folder"]).ground_truth(explainer, explanation, batch)
+    assert (values["SI-SDR"] > 60).all()
+    assert (values["SI-SDRi"] > 50).all()
+    assert (values["in-mix"] == 100).all()
+    assert oracle["SI-SDRi"].mean() > 5
+
+
+def test_ground_truth_leaves_out_decisions_outside_the_mixture(setup):
+    explainer = setup["gradcam"]
+    batch = _batch(setup["datasets"]["mixtures"])
+    present = batch.stem_labels.data
+    absent = torch.tensor(
+        [next(c for c in range(len(CLASSES)) if c not in row.tolist()) for row in present]
+    )
+    explanation = explainer.explain(batch.sig.data, batch.sig.lengths, target=absent)
+    values, oracle = Evaluator(setup["folder"]).ground_truth(explainer, explanation, batch)
+    assert torch.isnan(values["SI-SDRi"]).all() and torch.isnan(oracle["SI-SDRi"]).all()
+    assert (values["in-mix"] == 0).all()
