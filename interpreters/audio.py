@@ -125,6 +125,16 @@ class FrontEnd(nn.Module):
         """Interpretation (mask kept) and residual (1 − mask kept) waveforms."""
         return self.synthesise(spectrum, mask), self.synthesise(spectrum, 1.0 - mask)
 
+    def applied_gain(self, mask: torch.Tensor, magnitude: torch.Tensor) -> torch.Tensor:
+        """The linear gain a [B, T, F] mask applies to each bin of ``magnitude`` (|X|): on a
+        log1p-compressed magnitude, expm1(M·log1p|X|)/|X|, not M (M = 0.5 on |X| = 100 is
+        about −20 dB). 1 where |X| = 0 and M = 1, else 0 there."""
+        kept = self.expand(mask * self.compress(magnitude))
+        tiny = torch.finfo(magnitude.dtype).tiny
+        silent = magnitude <= tiny
+        gain = kept / magnitude.clamp_min(tiny)
+        return torch.where(silent, (mask >= 1).to(gain.dtype), gain).clamp(0.0, 1.0)
+
     def ideal_mask(self, mixture: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
         """Oracle mask in this front end's domain: the one that best restores ``stem``'s magnitude.
 

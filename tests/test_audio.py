@@ -92,3 +92,12 @@ def test_load_audio_errors_name_the_file(tmp_path):
     sf.write(nan, np.array([0.1, np.nan, 0.2], dtype="float32"), 16000, subtype="FLOAT")
     with pytest.raises(InterpreterError, match="nan.wav contains NaN"):
         load_audio(nan, 16000)
+
+
+def test_applied_gain_is_the_linear_gain_a_compressed_mask_applies():
+    front_end = FrontEnd(16000, n_fft=256, hop_length=128)
+    magnitude = torch.tensor([[[100.0, 1.0, 0.0]]])
+    gain = front_end.applied_gain(torch.tensor([[[0.5, 1.0, 1.0]]]), magnitude)
+    # expm1(0.5·log1p 100) / 100 = (√101 − 1) / 100 ≈ 0.0905 (about −21 dB), not 0.5
+    torch.testing.assert_close(gain, torch.tensor([[[(101**0.5 - 1) / 100, 1.0, 1.0]]]))
+    assert front_end.applied_gain(torch.zeros(1, 1, 3), magnitude).abs().max() == 0

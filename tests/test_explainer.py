@@ -141,3 +141,26 @@ def test_ground_truth_leaves_out_decisions_outside_the_mixture(setup):
     values, oracle = Evaluator(setup["folder"]).ground_truth(explainer, explanation, batch)
     assert torch.isnan(values["SI-SDRi"]).all() and torch.isnan(oracle["SI-SDRi"]).all()
     assert (values["in-mix"] == 0).all()
+
+
+def test_trivial_explainers(setup):
+    from interpreters.evaluation.evaluator import faithfulness_scores
+    from interpreters.explainers.base import classify_halves
+    from interpreters.explainers.trivial import InputEnergy, KeepAll, RandomMask
+
+    classifier, front_end = setup["lmac"].classifier, setup["lmac"].front_end
+    wavs, lens = _batch(setup["datasets"]["test"]).sig
+    keep_all = KeepAll(classifier, front_end).explain(wavs, lens)
+    torch.testing.assert_close(keep_all.interpretation, wavs, atol=1e-5, rtol=0)
+    assert keep_all.residual.abs().max() < 1e-6
+    # Round-off of the resynthesis must not count as an increase of the decision's probability.
+    scores = faithfulness_scores(keep_all, *classify_halves(classifier, keep_all))
+    assert scores["AI"].sum() == 0 and scores["AG"].sum() == 0 and scores["AD"].max() < 1e-2
+    energy = InputEnergy(classifier, front_end).explain(wavs, lens).mask
+    assert torch.allclose(energy.flatten(1).amax(1), torch.ones(len(wavs)))
+    for mean in (0.1, 0.8):
+        random = RandomMask(classifier, front_end, mean=mean, seed=3).explain(wavs, lens).mask
+        assert 0 <= random.min() and random.max() <= 1
+        assert abs(float(random.mean()) - mean) < 0.01
+        again = RandomMask(classifier, front_end, mean=mean, seed=3).explain(wavs, lens).mask
+        assert torch.equal(random, again)

@@ -26,6 +26,33 @@ def test_average_increase():
     close(metrics.average_increase(P, Q, C), [100.0, 0.0, 0.0])
 
 
+def test_increase_tolerance():
+    # q_c − p_c: 0.2, −0.3, 0 → with a tolerance of 0.25 no example counts as an increase
+    close(metrics.average_increase(P, Q, C, tolerance=0.25), [0.0, 0.0, 0.0])
+    close(metrics.average_increase(P, Q, C, tolerance=0.1), [100.0, 0.0, 0.0])
+    close(metrics.average_gain(P, Q, C, tolerance=0.25), [0.0, 0.0, 0.0])
+    close(metrics.average_gain(P, Q, C, tolerance=0.1), [40.0, 0.0, 0.0])
+    tiny = P.clone()
+    tiny[0] = torch.tensor([0.5 - 1e-7, 0.3, 0.2 + 1e-7])  # a round-off "increase" of 1e-7
+    assert metrics.average_increase(tiny, P, C)[0] == 100.0
+    assert metrics.average_increase(tiny, P, C, tolerance=1e-3)[0] == 0.0
+
+
+def test_stem_overlap():
+    # bin 0: stems 1 and 1 (0 dB apart, shared), bin 1: 10 and 0.1 (40 dB apart); mixture energy
+    # 4 and 102.01 → shared share 4 / 106.01; both stems sound in frame 0 only
+    a = torch.tensor([[[1.0, 10.0], [0.0, 0.0]]])
+    b = torch.tensor([[[1.0, 0.1], [0.0, 0.0]]])
+    mix = a + b
+    values = metrics.stem_overlap(a, b, mix)
+    close(values["TF-overlap"], [100 * 4 / 106.01])
+    close(values["time-overlap"], [100.0])
+    apart = metrics.stem_overlap(
+        torch.tensor([[[1.0], [0.0]]]), torch.tensor([[[0.0], [1.0]]]), mix[..., :1]
+    )
+    close(apart["time-overlap"], [0.0])
+
+
 def test_average_drop():
     # ex0: max(0, 0.5 - 0.7) = 0 -> 0; ex1: 100 * (0.6 - 0.3) / 0.6 = 50; ex2: 0 / 0.6 = 0
     close(metrics.average_drop(P, Q, C), [0.0, 50.0, 0.0])

@@ -73,6 +73,33 @@ def test_mixtures_and_white_noise_follow_the_upstream_weights(data: tuple[Path, 
     _check_items(paths["white_noise"], folder, "white_noise", 20 * np.log10(1 / 0.5))
 
 
+def test_overlap_set_picks_spectrally_close_time_aligned_contaminants(data):
+    import torch
+
+    from interpreters.audio import FrontEnd
+    from interpreters.evaluation.metrics import stem_overlap
+
+    folder, test = data
+    kinds = ["mixtures", "overlap"]
+    paths = build_ood_sets(test, str(folder), SR, 3, kinds, n_items=N, subfolder="ov")
+    front_end = FrontEnd(SR, n_fft=512, hop_length=256)
+    shared = {}
+    for kind in kinds:
+        items = _items(paths[kind], folder)
+        assert len(items) == N
+        values = []
+        for entry, mix, stem1, stem2 in items.values():
+            assert np.array_equal(stem1 + stem2, mix)
+            assert entry["label2"] != entry["label"] and entry["label2"] in class_names()
+            if kind == "overlap":
+                assert -5.0 - 1e-3 <= entry["snr_db"] <= 5.0 + 1e-3
+                assert {"source2", "spectral_overlap", "shift"} <= set(entry)
+            mags = [front_end.stft(torch.from_numpy(x)[None]).abs() for x in (stem1, stem2, mix)]
+            values.append(float(stem_overlap(*mags)["TF-overlap"]))
+        shared[kind] = np.mean(values)
+    assert shared["overlap"] > shared["mixtures"]  # the stems share more time-frequency bins
+
+
 def test_snr_override_and_determinism_by_seed(data: tuple[Path, str]) -> None:
     folder, test = data
     builds = {}

@@ -22,7 +22,13 @@ from speechbrain.dataio.batch import PaddedBatch
 
 from interpreters.errors import InterpreterError
 from interpreters.evaluation import metrics
-from interpreters.evaluation.evaluator import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS, ORACLE
+from interpreters.evaluation.evaluator import (
+    FAITHFULNESS_COLUMNS,
+    GROUND_TRUTH_COLUMNS,
+    METRICS_NOTE,
+    ORACLE,
+    OVERLAP_COLUMNS,
+)
 from interpreters.evaluation.run import load_method
 from interpreters.experiment import load_hparams, parse
 from interpreters.explainers.base import Explainer
@@ -95,15 +101,20 @@ def sanity_check(explainer: Explainer, batch: PaddedBatch, seed: int) -> dict[st
     with torch.no_grad():
         explanation = explainer.explain(wavs)
         reference = explainer.time_frequency_mask(explanation, wavs)
+        own_domain = reference.shape != explanation.mask.shape
         target = explanation.target if explainer.conditioned else None
         steps = {}
         for name, model in randomised_cascade(explainer.classifier, seed):
             randomised = explainer.with_classifier(model)
-            mask = randomised.time_frequency_mask(randomised.explain(wavs, target=target), wavs)
+            other = randomised.explain(wavs, target=target)
+            mask = randomised.time_frequency_mask(other, wavs)
             steps[name] = {
                 "spearman": metrics.spearman_correlation(reference, mask).mean().item(),
                 "ssim": metrics.structural_similarity(reference, mask).mean().item(),
             }
+            if own_domain:  # e.g. LMAC-TD's encoder mask, beside the STFT mask it implies
+                own = metrics.spearman_correlation(explanation.mask, other.mask)
+                steps[name]["spearman (own mask)"] = own.mean().item()
     return steps
 
 
@@ -157,8 +168,9 @@ def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
     randomised model's explanation has Spearman below ``threshold``."""
     rows, verdicts, random_spearman = {}, {}, {}
     for method, steps in sanity.items():
-        for measure in ("spearman", "ssim"):
-            rows[f"{method} · {measure}"] = {step: v[measure] for step, v in steps.items()}
+        for measure in ("spearman", "ssim", "spearman (own mask)"):
+            if measure in next(iter(steps.values())):
+                rows[f"{method} · {measure}"] = {step: v[measure] for step, v in steps.items()}
         random_spearman[method] = list(steps.values())[-1]["spearman"]
         verdicts[method] = "passes" if random_spearman[method] < threshold else "FAILS"
     columns = list(next(iter(sanity.values()))) if sanity else []
@@ -196,11 +208,12 @@ def write_comparison(settings: dict, table: dict, sanity: dict, skipped: dict) -
     """comparison.json (everything) and comparison.md (metrics, sanity check, skipped)."""
     folder = Path(settings["output_folder"])
     folder.mkdir(parents=True, exist_ok=True)
-    columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS + ["s/clip"]
+    columns = FAITHFULNESS_COLUMNS + GROUND_TRUTH_COLUMNS + ["s/clip"] + OVERLAP_COLUMNS
     present = [c for c in columns if any(c in row for row in table.values())]
     sanity_md, verdicts = sanity_table(sanity, settings["sanity_threshold"])
     parts = [
-        "## Metrics (s/clip: explanation time per test clip)",
+        "## Metrics",
+        METRICS_NOTE,
         metrics.format_table(table, present),
         "## Model-randomisation sanity check (layers re-initialised from the top, cascading)",
         sanity_md,

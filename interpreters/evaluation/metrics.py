@@ -29,6 +29,7 @@ __all__ = [
     "si_sdr",
     "si_sdr_improvement",
     "sparseness",
+    "stem_overlap",
     "spearman_correlation",
     "structural_similarity",
 ]
@@ -108,10 +109,11 @@ def _float_dtype(x: Tensor) -> torch.dtype:
 # --------------------------------------------------------------------------------------------
 
 
-def average_increase(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
-    """AI = 100 · 1[q_c > p_c]: does the masked-in input raise the explained class' confidence?"""
+def average_increase(p: Tensor, q: Tensor, target: Tensor, tolerance: float = 0.0) -> Tensor:
+    """AI = 100 · 1[q_c > p_c + tolerance]: does the masked-in input really raise the explained
+    class' confidence? (A tolerance keeps round-off of the resynthesis from counting.)"""
     p_c, q_c = _validated_pq(p, q, target)
-    return 100.0 * (q_c > p_c).to(p_c.dtype)
+    return 100.0 * (q_c > p_c + tolerance).to(p_c.dtype)
 
 
 def average_drop(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
@@ -120,10 +122,13 @@ def average_drop(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
     return 100.0 * (p_c - q_c).clamp_min(0) / p_c.clamp_min(_EPS)
 
 
-def average_gain(p: Tensor, q: Tensor, target: Tensor) -> Tensor:
-    """AG = 100 · max(0, q_c − p_c) / (1 − p_c): share of the possible confidence gain achieved."""
+def average_gain(p: Tensor, q: Tensor, target: Tensor, tolerance: float = 0.0) -> Tensor:
+    """AG = 100 · max(0, q_c − p_c) / (1 − p_c): share of the possible confidence gain achieved;
+    gains of at most ``tolerance`` count as none."""
     p_c, q_c = _validated_pq(p, q, target)
-    return 100.0 * (q_c - p_c).clamp_min(0) / (1 - p_c).clamp_min(_EPS)
+    gain = (q_c - p_c).clamp_min(0)
+    gain = torch.where(gain > tolerance, gain, torch.zeros_like(gain))
+    return 100.0 * gain / (1 - p_c).clamp_min(_EPS)
 
 
 def faithfulness_on_spectra(p: Tensor, r: Tensor, target: Tensor) -> Tensor:
@@ -139,16 +144,19 @@ def input_fidelity(q: Tensor, target: Tensor) -> Tensor:
     return (q.argmax(dim=-1) == target).to(_float_dtype(q))
 
 
-def faithfulness(p: Tensor, q: Tensor, r: Tensor, target: Tensor) -> dict[str, Tensor]:
+def faithfulness(
+    p: Tensor, q: Tensor, r: Tensor, target: Tensor, tolerance: float = 0.0
+) -> dict[str, Tensor]:
     """All faithfulness metrics from p = f(x), q = f(masked-in x), r = f(masked-out x) softmaxes.
 
     ``target`` holds the explained classes (the classifier's own decision); each value is [B].
+    ``tolerance``: the smallest rise of q_c over p_c that AI and AG count as an increase.
     """
     _check_same_shape(p=p, q=q, r=r)
     return {
-        "AI": average_increase(p, q, target),
+        "AI": average_increase(p, q, target, tolerance),
         "AD": average_drop(p, q, target),
-        "AG": average_gain(p, q, target),
+        "AG": average_gain(p, q, target, tolerance),
         "FF": faithfulness_on_spectra(p, r, target),
         "Fid-In": input_fidelity(q, target),
     }
@@ -286,6 +294,29 @@ def mask_energy_precision_recall(
     precision = torch.where(mask_energy > 0, hit / mask_energy.clamp_min(tiny), zero)
     recall = torch.where(target_energy > 0, hit / target_energy.clamp_min(tiny), zero)
     return precision, recall
+
+
+def stem_overlap(
+    target_mag: Tensor, other_mag: Tensor, mixture_mag: Tensor, within_db: float = 10.0
+) -> dict[str, Tensor]:
+    """How much two stems share, per example of [B, T, F] magnitudes: the % of mixture energy
+    in bins where the stems are within ``within_db`` of each other ("TF-overlap"), and whether
+    they sound at the same time at all ("time-overlap", 100 when some frame holds both within
+    40 dB of their own loudest frame)."""
+    _check_same_shape(target_mag=target_mag, other_mag=other_mag, mixture_mag=mixture_mag)
+    dtype = _float_dtype(mixture_mag)
+    tiny = torch.finfo(dtype).tiny
+    a, b = target_mag.to(dtype), other_mag.to(dtype)
+    close = (20 * (a.clamp_min(tiny).log10() - b.clamp_min(tiny).log10())).abs() <= within_db
+    energy = mixture_mag.to(dtype).square()
+    shared = (energy * close).flatten(1).sum(1) / energy.flatten(1).sum(1).clamp_min(tiny)
+
+    def active(mag: Tensor) -> Tensor:
+        frames = mag.square().sum(dim=2)
+        return frames > frames.amax(dim=1, keepdim=True) * 1e-4
+
+    together = (active(a) & active(b)).any(dim=1)
+    return {"TF-overlap": 100.0 * shared, "time-overlap": 100.0 * together.to(dtype)}
 
 
 def log_spectral_distance(
