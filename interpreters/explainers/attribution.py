@@ -134,6 +134,8 @@ class GradCAM(Attribution):
 
     ``layout`` declares the layer output's axes (see models.base.LAYOUTS); when None, the
     classifier's own declaration for that layer is used; a layer with none is a one-line error.
+    ``layer: hidden.<i>`` takes the classifier's i-th hidden map instead (already in the
+    canonical layout), for classifiers with no layers to hook, such as TorchScript programs.
     """
 
     def __init__(
@@ -145,26 +147,72 @@ class GradCAM(Attribution):
         name: str = "",
     ) -> None:
         super().__init__(classifier, front_end, name or "GradCAM")
-        named_layer(classifier, layer, "gradcam_layer")
         self.layer = layer
-        self.layout = layout or layer_layout(classifier, layer)
+        self.hidden_index = hidden_index(layer, classifier)
+        if self.hidden_index is None:
+            named_layer(classifier, layer, "gradcam_layer")
+            self.layout = layout or layer_layout(classifier, layer)
 
     def relevance(self, evidence: Evidence) -> torch.Tensor:
         """Signed GradCAM map on the front end's grid (the mask keeps its positive part)."""
-        model, inputs = self.attributed(evidence)
-        activations = layer_output(
-            named_layer(self.classifier, self.layer, "gradcam_layer"),
-            lambda: model(inputs.requires_grad_(True), self.phase(evidence)),
-        )
-        logits, maps = activations
-        score = logits.gather(1, evidence.target[:, None]).sum()
-        (gradients,) = torch.autograd.grad(score, maps)
-        maps = canonical_map(maps, self.layout, f"gradcam_layer '{self.layer}'")
-        gradients = canonical_map(gradients, self.layout, f"gradcam_layer '{self.layer}'")
+        maps, gradients = self.maps_and_gradients(evidence)
         cam = (gradients.mean(dim=(2, 3), keepdim=True) * maps).sum(dim=1, keepdim=True)
         frames, freqs = evidence.spectrum.compressed.shape[1:]
         scale = self.classifier.frequency_scale
         return to_grid(cam, frames, freqs, scale, self.sample_rate)[:, 0]
+
+    def maps_and_gradients(self, evidence: Evidence) -> tuple[torch.Tensor, torch.Tensor]:
+        """The layer's maps and the target logit's gradient on them, both [B, C, T', F']."""
+        if self.hidden_index is not None:
+            return self.hidden_map_and_gradient(evidence)
+        model, inputs = self.attributed(evidence)
+        logits, maps = layer_output(
+            named_layer(self.classifier, self.layer, "gradcam_layer"),
+            lambda: model(inputs.requires_grad_(True), self.phase(evidence)),
+        )
+        score = logits.gather(1, evidence.target[:, None]).sum()
+        (gradients,) = torch.autograd.grad(score, maps)
+        key = f"gradcam_layer '{self.layer}'"
+        return canonical_map(maps, self.layout, key), canonical_map(gradients, self.layout, key)
+
+    def hidden_map_and_gradient(self, evidence: Evidence) -> tuple[torch.Tensor, torch.Tensor]:
+        """The classifier's own hidden map and its gradient: the map handed over is a view
+        (the canonical layout) of a tensor the logits depend on; the gradient is taken on that
+        tensor and viewed the same way."""
+        features = self.classifier.features(evidence.wavs).detach().requires_grad_(True)
+        logits, hidden = self.classifier.classify(features)
+        view = hidden[self.hidden_index]
+        base = view._base if view._base is not None else view
+        score = logits.gather(1, evidence.target[:, None]).sum()
+        unreadable = InterpreterError(
+            f"gradcam_layer '{self.layer}': the logits do not depend on this map as handed over; "
+            "name the layer that computes it instead"
+        )
+        try:
+            (gradient,) = torch.autograd.grad(score, base)
+        except RuntimeError:
+            raise unreadable from None
+        if gradient.stride() != base.stride():
+            if not base.is_contiguous():
+                raise unreadable
+            gradient = gradient.contiguous()
+        offset = view.storage_offset() - base.storage_offset()
+        return view, gradient.as_strided(view.shape, view.stride(), offset)
+
+
+def hidden_index(layer: str, classifier: AudioClassifier) -> int | None:
+    """i for ``hidden.<i>`` (negative counts from the deepest), None for a layer name."""
+    if not layer.startswith("hidden."):
+        return None
+    count = len(classifier.hidden_channels)
+    try:
+        index = int(layer.split(".", 1)[1])
+        return range(count)[index]
+    except (ValueError, IndexError):
+        raise InterpreterError(
+            f"gradcam_layer '{layer}': the classifier has {count} hidden maps; use hidden.0 .. "
+            f"hidden.{count - 1} (or a layer name)"
+        ) from None
 
 
 def layer_output(layer: nn.Module, run) -> tuple[torch.Tensor, torch.Tensor]:

@@ -22,6 +22,7 @@ from interpreters.evaluation.evaluator import faithfulness_scores
 from interpreters.explainers.base import Explainer, Explanation, classify_halves, resolve_target
 from interpreters.inference.export import AUXILIARY_YAML, INCLUDES_YAML, OVERRIDES_YAML
 from interpreters.inference.legacy import explainer_of
+from interpreters.models.loading import fetch_classifier
 from interpreters.sources import fetch_files, load_state
 
 MIN_SECONDS = 0.1  # shorter inputs have too few STFT frames to explain
@@ -87,7 +88,7 @@ class Interpreter:
         includes = fetch_optional(source, INCLUDES_YAML, savedir)
         names = yaml.safe_load(includes.read_text()) if includes else []
         fetch_files(source, [], savedir, key="source", extra=tuple(names or ()))
-        fetch_files(source, ["classifier"], savedir / "classifier", "source", "classifier")
+        fetch_classifier(source, savedir / "classifier", "source", "classifier")
         local = {
             "classifier_source": str(savedir / "classifier"),
             "output_folder": str(savedir),

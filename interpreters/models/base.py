@@ -138,10 +138,23 @@ class AudioClassifier(nn.Module):
         """The declared layout of submodule ``name``'s output (None when not declared)."""
         return None
 
+    def export_class(self) -> type:
+        """The class an export of this classifier rebuilds (its own, by default)."""
+        return type(self)
+
+    def export_arguments(self, folder) -> dict:
+        """Constructor arguments that rebuild this classifier from an exported ``folder``
+        (files it needs are written there; their names are given as ``InFolder``)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()}
+
     @property
     def n_classes(self) -> int:
         """Number of output classes."""
         return len(self.labels)
+
+
+class InFolder(str):
+    """A file name inside an exported classifier's folder (written relative to it)."""
 
 
 def _recording_config(init):

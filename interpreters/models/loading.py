@@ -1,49 +1,100 @@
-"""Classifiers from a folder or hub id: this project's exports (more kinds come through adapters).
+"""Classifiers from a folder or hub id, and exported classifier folders.
 
-An exported classifier is ``hyperparams.yaml`` (a ``classifier: !new:...`` entry that rebuilds it)
-plus ``classifier.ckpt`` and ``label_encoder.txt``, fetched through SpeechBrain so a hub id and a
+An exported classifier is ``hyperparams.yaml`` (a ``classifier: !new:...`` entry that rebuilds it,
+files it needs listed under ``extra_files`` and read from ``source_folder``) plus
+``classifier.ckpt`` and ``label_encoder.txt``, fetched through SpeechBrain so a hub id and a
 local folder take the same path.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
 import yaml
 
 from interpreters.config import load_yaml
+from interpreters.models.base import InFolder
 from interpreters.sources import fetch_files, load_state
+
+SOURCE_FOLDER = "source_folder"  # yaml key: where an exported classifier's files are
 
 
 def load_classifier(
     source: str, savedir: str | Path, key: str = "classifier_source", subfolder: str = ""
 ):
-    """Load a frozen classifier (module + labels) from a folder or hub id."""
-    files = fetch_files(source, ["classifier"], savedir, key, subfolder)
-    classifier = load_yaml(files["hyperparams"])["classifier"]
+    """Load a frozen classifier (module + labels) from an exported folder or hub id."""
+    files = fetch_classifier(source, savedir, key, subfolder)
+    hyperparams = files["hyperparams"]
+    overrides = {SOURCE_FOLDER: str(Path(hyperparams).parent)} if extra_files(hyperparams) else {}
+    classifier = load_yaml(hyperparams, overrides)["classifier"]
     load_state(classifier, files["classifier"], key)
     classifier.eval()
     classifier.requires_grad_(False)
     return classifier
 
 
+def fetch_classifier(source: str, savedir: str | Path, key: str, subfolder: str = "") -> dict:
+    """An exported classifier's files into ``savedir``: yaml, checkpoint, and any extra files
+    its yaml lists (local paths by name)."""
+    files = fetch_files(source, ["classifier"], savedir, key, subfolder)
+    extra = extra_files(files["hyperparams"])
+    if extra:
+        files.update(fetch_files(source, [], savedir, key, subfolder, extra=tuple(extra)))
+    return files
+
+
+def extra_files(hyperparams: Path) -> list[str]:
+    """The files besides the checkpoint an exported classifier's yaml says it needs."""
+    for line in Path(hyperparams).read_text().splitlines():
+        if line.startswith("extra_files:"):
+            return list(yaml.safe_load(line.split(":", 1)[1]) or [])
+    return []
+
+
 def export_classifier(classifier, folder: str | Path) -> Path:
-    """Write ``hyperparams.yaml`` + ``classifier.ckpt`` (+ label_encoder.txt) that rebuild it."""
+    """Write ``hyperparams.yaml`` + ``classifier.ckpt`` (+ label_encoder.txt, + the files the
+    classifier's own export writes) that rebuild it from this folder alone."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    cls = type(classifier)
-    config = {k: list(v) if isinstance(v, tuple) else v for k, v in classifier.config.items()}
-    body = yaml.safe_dump(config, default_flow_style=None, sort_keys=False, width=100)
-    indented = "".join("    " + line + "\n" for line in body.splitlines())
+    arguments = classifier.export_arguments(folder)
+    files = [str(v) for v in arguments.values() if isinstance(v, InFolder)]
+    cls = classifier.export_class()
+    header = "# Inference hyperparameters of a classifier exported by interpreters.\n"
+    if files:
+        header += f"{SOURCE_FOLDER}: .   # set to the folder holding the files when loaded\n"
+        header += f"extra_files: {yaml.safe_dump(files, default_flow_style=True).strip()}\n"
     (folder / "hyperparams.yaml").write_text(
-        "# Inference hyperparameters of a classifier exported by interpreters.\n"
-        f"sample_rate: {classifier.sample_rate}\n"
-        f"classifier: !new:{cls.__module__}.{cls.__qualname__}\n{indented}"
+        header
+        + f"sample_rate: {classifier.sample_rate}\n"
+        + f"classifier: !new:{cls.__module__}.{cls.__qualname__}\n"
+        + yaml_arguments(arguments)
     )
-    torch.save(classifier.state_dict(), folder / "classifier.ckpt")
+    torch.save(rebuilt_state(classifier, folder), folder / "classifier.ckpt")
     (folder / "label_encoder.txt").write_text(
         "".join(f"'{label}' => {i}\n" for i, label in enumerate(classifier.labels))
         + "================\n'starting_index' => 0\n"
     )
     return folder
+
+
+def yaml_arguments(arguments: dict) -> str:
+    """Constructor arguments as an indented yaml mapping (values as JSON, which yaml reads);
+    files inside the folder as references to it."""
+    lines = []
+    for name, value in arguments.items():
+        if isinstance(value, InFolder):
+            lines.append(f"    {name}: !ref <{SOURCE_FOLDER}>/{value}")
+        else:
+            lines.append(f"    {name}: {json.dumps(value, ensure_ascii=False)}")
+    return "\n".join(lines) + "\n"
+
+
+def rebuilt_state(classifier, folder: Path) -> dict:
+    """The state dict the exported yaml's classifier expects (the classifier's own, unless its
+    export changes what it is, as a wrapped module that becomes TorchScript)."""
+    if classifier.export_class() is type(classifier):
+        return classifier.state_dict()
+    rebuilt = load_yaml(folder / "hyperparams.yaml", {SOURCE_FOLDER: str(folder)})["classifier"]
+    return rebuilt.state_dict()
