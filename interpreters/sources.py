@@ -46,16 +46,18 @@ def fetch_files(
     key: str,
     subfolder: str = "",
     extra: tuple[str, ...] = (),
+    hyperparams: bool = True,
 ) -> dict[str, Path]:
-    """Collect hyperparams.yaml, one <name>.ckpt per name and the ``extra`` files from
-    ``source`` (or its ``subfolder``) into ``savedir``; local paths keyed by name / filename.
+    """Collect hyperparams.yaml (unless ``hyperparams`` is False), one <name>.ckpt per name and
+    the ``extra`` files from ``source`` (or its ``subfolder``) into ``savedir``; local paths
+    keyed by name / filename.
 
     Errors name ``key`` and what to do.
     """
     source = str(source)
     prefix = f"{subfolder}/" if subfolder else ""
     filenames = {
-        "hyperparams": prefix + "hyperparams.yaml",
+        **({"hyperparams": prefix + "hyperparams.yaml"} if hyperparams else {}),
         **{name: f"{prefix}{name}.ckpt" for name in names},
         **{filename: prefix + filename for filename in extra},
     }

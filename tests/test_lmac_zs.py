@@ -11,10 +11,21 @@ from interpreters.evaluation.run import load_method
 from interpreters.explainers.lmac_zs import gradcam_maps, is_free_text, prompt_sensitivity
 
 
-def _args(clap, output):
+def plain_clap(clap, folder):
+    """The CLAP as a bare ``save_pretrained`` folder: the transformers files only."""
+    import shutil
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for path in clap["pretrained"].iterdir():
+        if path.name != "hyperparams.yaml":
+            shutil.copyfile(path, folder / path.name)
+    return folder
+
+
+def _args(clap, output, clap_source=None):
     return [
         f"--data_folder={clap['data']}",
-        f"--clap_source={clap['pretrained']}",
+        f"--clap_source={clap_source or clap['pretrained']}",
         f"--output_folder={output}",
         "--batch_size=8",
         "--n_examples=2",
@@ -26,8 +37,9 @@ def _args(clap, output):
 @pytest.fixture(scope="module")
 def trained_run(tiny_clap, tmp_path_factory):  # noqa: F811
     """One epoch of hparams/lmac_zs.yaml through the real recipe, then the explainer reloaded."""
-    out = tmp_path_factory.mktemp("lmac_zs") / "run"
-    args = _args(tiny_clap, out)
+    base = tmp_path_factory.mktemp("lmac_zs")
+    out = base / "run"
+    args = _args(tiny_clap, out, plain_clap(tiny_clap, base / "plain_clap"))
     result = run_recipe("train.py", "hparams/lmac_zs.yaml", *args, "--number_of_epochs=1")
     explainer = load_method(["hparams/lmac_zs.yaml", *args, "--device=cpu"]).explainer
     return out, result, explainer
@@ -138,3 +150,19 @@ def test_export_from_hparams_and_cli_prompt(trained_run, tiny_clap, tmp_path):  
     )
     assert "1 file(s) explained" in result.stdout
     assert list((tmp_path / "cli").rglob("interpretation.wav"))
+
+
+def test_a_clap_at_another_rate_than_the_data_stops_in_one_line(tiny_clap, tmp_path):  # noqa: F811
+    import json
+
+    folder = plain_clap(tiny_clap, tmp_path / "clap32k")
+    config = json.loads((folder / "processor_config.json").read_text())
+    extractor = config["feature_extractor"]  # a CLAP at 32 kHz (laion's are at 48 kHz)
+    extractor.update(sampling_rate=32000, max_length_s=1)  # the same 32000-sample input
+    (folder / "processor_config.json").write_text(json.dumps(config))
+    args = _args(tiny_clap, tmp_path / "run", folder)
+    with pytest.raises(
+        InterpreterError,
+        match="is at 16000 Hz but the classifier expects 32000 Hz; set sample_rate: 32000",
+    ):
+        load_method(["hparams/lmac_zs.yaml", *args, "--device=cpu"])

@@ -46,10 +46,18 @@ def export_interpreter(run_folder: str | Path, out_folder: str | Path) -> Path:
     shutil.copyfile(out / "classifier" / "label_encoder.txt", out / "label_encoder.txt")
     included = copy_with_includes(run / SOURCE_YAML, out, "hyperparams.yaml")
     (out / INCLUDES_YAML).write_text(yaml.safe_dump(included))
-    (out / OVERRIDES_YAML).write_text(yaml.safe_dump(overrides, sort_keys=True))
+    (out / OVERRIDES_YAML).write_text(yaml.safe_dump(frozen(hparams, overrides), sort_keys=True))
     (out / AUXILIARY_YAML).write_text(yaml.safe_dump(copy_auxiliary_sources(hparams, out)))
     (out / "README.md").write_text(model_card(explainer, run))
     return out
+
+
+def frozen(hparams: dict, overrides: dict) -> dict:
+    """The run's overrides, plus the values an export must not read from the training data
+    again (a zero-shot classifier's class names, which its yaml reads off the dataset)."""
+    if "class_names" in hparams:
+        return {**overrides, "class_names": list(hparams["class_names"])}
+    return overrides
 
 
 def copy_auxiliary_sources(hparams: dict, out: Path) -> dict[str, list[str]]:

@@ -95,10 +95,10 @@ class Interpreter:
             "save_folder": str(savedir / "save"),
         }
         auxiliary = yaml.safe_load(files[AUXILIARY_YAML].read_text()) or {}
-        for key, names in auxiliary.items():
-            extra = tuple(n for n in names if n != "hyperparams.yaml")
-            fetch_files(source, [], savedir / key, key="source", subfolder=key, extra=extra)
-            local[key] = str(savedir / key)
+        for key, names in auxiliary.items():  # any files: a plain save_pretrained folder too
+            folder = savedir / key
+            fetch_files(source, [], folder, "source", key, tuple(names), hyperparams=False)
+            local[key] = str(folder)
         run_overrides = yaml.safe_load(files[OVERRIDES_YAML].read_text()) or {}
         hparams = load_yaml(files["hyperparams"], {**run_overrides, **local})
         parts = trainable_parts(hparams)
