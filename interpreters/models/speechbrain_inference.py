@@ -106,8 +106,11 @@ class SpeechBrainClassifier(AudioClassifier):
     (x-vector heads), otherwise its output as is (ECAPA heads give cosine scores);
     ``speechbrain_output`` puts the left-off layer back. ``hidden_layers``: {submodule name:
     layout} (names as in ``named_modules``, e.g. "mods.embedding_model.blocks.2"), default per
-    embedding model (see ``declared_layouts``). ``sample_rate``: see ``rate_of``.
-    ``interface``: "custom_interface.py:ClassName" to load through foreign_class.
+    embedding model (see ``declared_layouts``); an unpadded batch's maps span the input as
+    they come (pooling floors drop at most a pooled frame). ``sample_rate``: see ``rate_of``.
+    ``interface``: "custom_interface.py:ClassName" to load through foreign_class; its modules
+    must still be one of PIPELINES. ``savedir``: where SpeechBrain collects the files (a new
+    temporary folder when None).
     """
 
     def __init__(

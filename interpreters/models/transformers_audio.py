@@ -83,10 +83,11 @@ class TokenGeometry:
 
     def span(self, frames: int) -> int | None:
         """Time steps covering the input from its ``frames`` feature frames, of which the last
-        ``overhang`` lie past its end (None: the whole sequence covers it)."""
+        ``overhang`` lie past its end unless they fill the window (None: the whole sequence)."""
         if self.window_frames is None:
             return None
-        return max(1, round((frames - self.overhang) * self.positions / self.window_frames))
+        covered = frames if frames >= self.window_frames else frames - self.overhang
+        return max(1, round(covered * self.positions / self.window_frames))
 
 
 def token_geometry(config, extractor, source: str) -> TokenGeometry:
