@@ -11,6 +11,7 @@ fetched to decide. An explicit kind overrides detection; a source that fits two 
 from __future__ import annotations
 
 import json
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -109,11 +110,13 @@ def hub_files(source: str, savedir: Path, key: str) -> tuple[set[str] | None, di
 
 def classifier_kind(
     source: str,
-    savedir: str | Path = "pretrained_models",
+    savedir: str | Path | None = None,
     kind: str | None = None,
     key: str = "classifier_source",
 ) -> str:
-    """ "interpreters", "speechbrain" or "transformers" for a folder or hub id; ``kind`` wins."""
+    """The kind ("interpreters", "speechbrain", "transformers") of a folder or hub id; an
+    explicit ``kind`` wins. A hub id's small files go to ``savedir`` (a temporary folder when
+    None)."""
     if kind is not None:
         if kind not in KINDS:
             raise InterpreterError(f"classifier_kind '{kind}' is unknown; use one of {list(KINDS)}")
@@ -125,7 +128,8 @@ def classifier_kind(
             raise InterpreterError(f"{key} {source} is not a folder; point {key} at one")
         found = kinds_of(*local_files(folder))
     else:
-        found = kinds_of(*hub_files(source, Path(savedir), key))
+        savedir = Path(savedir) if savedir else Path(tempfile.mkdtemp(prefix="kind-"))
+        found = kinds_of(*hub_files(source, savedir, key))
     if not found:
         raise none_of_these(source, key)
     if len(found) > 1:

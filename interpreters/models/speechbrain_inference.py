@@ -106,7 +106,8 @@ class SpeechBrainClassifier(AudioClassifier):
     (x-vector heads), otherwise its output as is (ECAPA heads give cosine scores);
     ``speechbrain_output`` puts the left-off layer back. ``hidden_layers``: {submodule name:
     layout} (names as in ``named_modules``, e.g. "mods.embedding_model.blocks.2"), default per
-    embedding model (see ``declared_layouts``); an unpadded batch's maps span the input as
+    embedding model (see ``declared_layouts``; none for a model not listed there, until
+    ``hidden_layers`` names some); an unpadded batch's maps span the input as
     they come (pooling floors drop at most a pooled frame). ``sample_rate``: see ``rate_of``.
     ``interface``: "custom_interface.py:ClassName" to load through foreign_class; its modules
     must still be one of PIPELINES. ``savedir``: where SpeechBrain collects the files (a new
@@ -141,24 +142,15 @@ class SpeechBrainClassifier(AudioClassifier):
         self.labels = labels_of(getattr(hparams, "label_encoder", None), str(source))
         spectra = self.pipeline == "spectrogram" and not self.use_melspectra
         self.frequency_scale = frequency_scale or ("linear" if spectra else "mel")
-        head = self.mods.classifier
-        layers = list(head.named_children())
-        strip = bool(layers) and type(layers[-1][1]).__name__ in SOFTMAXES
-        self.head_layers = [name for name, _ in layers[:-1]] if strip else None
-        self.stripped = layers[-1][0] if strip else None
+        self.head_layers, self.stripped = softmax_split(self.mods.classifier)
         known, defaults = declared_layouts(self.mods.embedding_model)
         self.layouts = {f"mods.embedding_model.{name}": layout for name, layout in known.items()}
-        chosen = (
-            hidden_layers
-            if hidden_layers is not None
-            else {
-                name: self.layouts[name] for name in (f"mods.embedding_model.{n}" for n in defaults)
-            }
-        )
-        for name, layout in chosen.items():
+        if hidden_layers is None:
+            hidden_layers = {f"mods.embedding_model.{n}": known[n] for n in defaults}
+        for name, layout in hidden_layers.items():
             check_layout(layout, f"hidden_layers['{name}']")
             self.named_submodule(name)
-        self.hidden_layers = dict(chosen)
+        self.hidden_layers = dict(hidden_layers)
         self.layouts.update(self.hidden_layers)
         probe = torch.randn(1, self.sample_rate, generator=torch.Generator().manual_seed(0))
         with torch.no_grad():
@@ -235,6 +227,15 @@ class SpeechBrainClassifier(AudioClassifier):
         if self.stripped is None:
             return logits
         return self.mods.classifier.get_submodule(self.stripped)(logits)
+
+
+def softmax_split(head: nn.Module) -> tuple[list[str] | None, str | None]:
+    """The head's layer names before a final Softmax/LogSoftmax and that layer's name; (None,
+    None) when it does not end with one."""
+    layers = list(head.named_children())
+    if not layers or type(layers[-1][1]).__name__ not in SOFTMAXES:
+        return None, None
+    return [name for name, _ in layers[:-1]], layers[-1][0]
 
 
 def keep_output(name: str, captured: dict, module, args, output) -> None:

@@ -201,7 +201,7 @@ class TransformersClassifier(AudioClassifier):
         super().__init__()
         model, extractor = load_transformers(source, key)
         self.model = model.eval().requires_grad_(False)
-        self.front_end = front_end_for(extractor, str(source))
+        self.extractor = front_end_for(extractor, str(source))
         self.input_name = extractor.model_input_names[0]
         self.labels = class_labels(model.config, str(source))
         self.sample_rate = int(extractor.sampling_rate)
@@ -238,11 +238,11 @@ class TransformersClassifier(AudioClassifier):
 
     def features(self, wavs: torch.Tensor) -> torch.Tensor:
         """The extractor's features of the real input (time axis spanning it), in torch."""
-        return self.front_end(wavs)
+        return self.extractor(wavs)
 
     def network_input(self, features: torch.Tensor) -> torch.Tensor:
         """Features -> what the model itself reads (the extractor's output, padding included)."""
-        return self.front_end.network_input(features)
+        return self.extractor.network_input(features)
 
     def classify(self, features: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """The model's logits and the chosen blocks' maps [B, C, T', F'] over the input."""
