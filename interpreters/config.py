@@ -216,3 +216,9 @@ def copy_with_includes(path: str | Path, folder: str | Path, name: str) -> list[
         shutil.copyfile(included, folder / relative)
         written.append(str(relative))
     return written
+
+
+def top_level_keys(path: str | Path) -> set[str]:
+    """The keys a yaml file defines at its top level (nothing is built)."""
+    tree = ruamel.yaml.YAML().load(modern_names(Path(path).read_text())) or {}
+    return set(tree)

@@ -80,19 +80,21 @@ def fetch_files(
     else:
         config = FetchConfig(allow_network=hub_reachable())
     try:
-        return {
-            name: Path(
+        fetched = {}
+        for name, filename in filenames.items():
+            relative = filename[len(prefix) :]  # files inside a subfolder keep their own path
+            (Path(savedir) / relative).parent.mkdir(parents=True, exist_ok=True)
+            fetched[name] = Path(
                 fetch(
                     filename,
                     source,
                     savedir=savedir,
-                    save_filename=Path(filename).name,
+                    save_filename=relative,
                     fetch_config=config,
                     local_strategy=LocalStrategy.SYMLINK,
                 )
             )
-            for name, filename in filenames.items()
-        }
+        return fetched
     except Exception as err:
         reason = "the hub cannot be reached (offline)" if not config.allow_network else err
         raise InterpreterError(

@@ -57,6 +57,9 @@ def test_source_errors_are_one_clear_line(tmp_path):
         load_classifier(str(tmp_path / "nothing_here"), tmp_path / "c")
     (tmp_path / "half").mkdir()
     (tmp_path / "half" / "hyperparams.yaml").write_text("sample_rate: 16000\n")
+    with pytest.raises(InterpreterError, match="no classifier we can load; accepted: interp"):
+        load_classifier(str(tmp_path / "half"), tmp_path / "c")
+    (tmp_path / "half" / "hyperparams.yaml").write_text("classifier: !new:torch.nn.Identity\n")
     with pytest.raises(InterpreterError, match="lacks classifier.ckpt"):
         load_classifier(str(tmp_path / "half"), tmp_path / "c")
     classifier = SpectrogramCNN(LABELS, n_fft=256, hop_length=128, channels=[4, 8])

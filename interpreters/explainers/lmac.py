@@ -14,10 +14,21 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from interpreters.audio import FrontEnd
+from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Evidence, Explainer
 from interpreters.models.base import AudioClassifier
 
 NHWC = torch.channels_last
+
+
+def check_layers(layers: list[int], hidden_channels: list[int], key: str) -> None:
+    """One line when a decoder asks for hidden maps the classifier does not have."""
+    count = len(hidden_channels)
+    if not layers or any(not -count <= i < count for i in layers):
+        raise InterpreterError(
+            f"{key} {layers}: the classifier gives {count} hidden maps; pick indices in "
+            f"{-count}..{count - 1} (set {key})"
+        )
 
 
 class MaskDecoder(nn.Module):
@@ -33,6 +44,7 @@ class MaskDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.layers = list(layers)
+        check_layers(self.layers, hidden_channels, "decoder_layers")
         self.projections = nn.ModuleList(
             nn.Conv2d(hidden_channels[i], channels, kernel_size=1) for i in self.layers
         )

@@ -16,7 +16,7 @@ import yaml
 
 from interpreters.audio import Spectrum, load_audio
 from interpreters.checkpoints import trainable_parts
-from interpreters.config import load_yaml
+from interpreters.config import load_yaml, top_level_keys
 from interpreters.errors import InterpreterError
 from interpreters.evaluation.evaluator import faithfulness_scores
 from interpreters.explainers.base import Explainer, Explanation, classify_halves, resolve_target
@@ -100,6 +100,8 @@ class Interpreter:
             fetch_files(source, [], folder, "source", key, tuple(names), hyperparams=False)
             local[key] = str(folder)
         run_overrides = yaml.safe_load(files[OVERRIDES_YAML].read_text()) or {}
+        if "classifier_kind" in top_level_keys(files["hyperparams"]):
+            local["classifier_kind"] = None  # the export's classifier/ is always our own kind
         hparams = load_yaml(files["hyperparams"], {**run_overrides, **local})
         parts = trainable_parts(hparams)
         paths = fetch_files(source, list(parts), savedir, key="source")

@@ -147,6 +147,11 @@ class AudioClassifier(nn.Module):
         (files it needs are written there; their names are given as ``InFolder``)."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.config.items()}
 
+    def export_state(self) -> dict | None:
+        """The state dict an export saves as classifier.ckpt; None when the files written by
+        ``export_arguments`` hold the weights already."""
+        return self.state_dict()
+
     @property
     def n_classes(self) -> int:
         """Number of output classes."""

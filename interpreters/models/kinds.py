@@ -63,7 +63,7 @@ def kinds_of(keys: set[str] | None, config: dict | None, files: set[str]) -> lis
         custom_interface = any(name.endswith(".py") for name in files) and "pretrainer" in keys
         if SPEECHBRAIN_KEYS <= keys or custom_interface:
             found.append("speechbrain")
-        elif "classifier" in keys and "classifier.ckpt" in files:
+        elif "classifier" in keys:  # a missing checkpoint is named when it is loaded
             found.append("interpreters")
     if is_audio_classifier_config(config):
         found.append("transformers")
@@ -145,9 +145,9 @@ def load_any_classifier(source: str, savedir: str | Path, kind: str | None = Non
     key = options.get("key", "classifier_source")
     kind = classifier_kind(source, savedir, kind, key)
     if kind == "interpreters":
-        from interpreters.models.loading import load_classifier
+        from interpreters.models.loading import load_exported
 
-        return load_classifier(source, savedir, **options)
+        return load_exported(source, savedir, key)
     if kind == "speechbrain":
         from interpreters.models.speechbrain_inference import SpeechBrainClassifier
 

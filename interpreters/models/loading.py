@@ -22,17 +22,31 @@ SOURCE_FOLDER = "source_folder"  # yaml key: where an exported classifier's file
 
 
 def load_classifier(
-    source: str, savedir: str | Path, key: str = "classifier_source", subfolder: str = ""
+    source: str,
+    savedir: str | Path,
+    kind: str | None = None,
+    key: str = "classifier_source",
+    **options,
 ):
-    """Load a frozen classifier (module + labels) from an exported folder or hub id."""
-    files = fetch_classifier(source, savedir, key, subfolder)
+    """A frozen classifier from a folder or hub id of any kind: this project's export, a
+    SpeechBrain inference folder, a transformers audio classifier (detected unless ``kind``
+    names one; ``options`` go to the adapter)."""
+    from interpreters.models.kinds import load_any_classifier
+
+    classifier = load_any_classifier(source, savedir, kind, key=key, **options)
+    return classifier.eval().requires_grad_(False)
+
+
+def load_exported(source: str, savedir: str | Path, key: str = "classifier_source"):
+    """A classifier exported by this project (``export_classifier``) from a folder or hub id."""
+    files = fetch_classifier(source, savedir, key)
     hyperparams = files["hyperparams"]
+    text = Path(hyperparams).read_text()
     overrides = {SOURCE_FOLDER: str(Path(hyperparams).parent)} if extra_files(hyperparams) else {}
     classifier = load_yaml(hyperparams, overrides)["classifier"]
-    load_state(classifier, files["classifier"], key)
-    classifier.eval()
-    classifier.requires_grad_(False)
-    return classifier
+    if "\nstate_in_files: true" not in text:
+        load_state(classifier, files["classifier"], key)
+    return classifier.eval().requires_grad_(False)
 
 
 def fetch_classifier(source: str, savedir: str | Path, key: str, subfolder: str = "") -> dict:
@@ -58,20 +72,30 @@ def export_classifier(classifier, folder: str | Path) -> Path:
     classifier's own export writes) that rebuild it from this folder alone."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    before = set(folder.rglob("*"))
     arguments = classifier.export_arguments(folder)
-    files = [str(v) for v in arguments.values() if isinstance(v, InFolder)]
+    written = sorted(p for p in set(folder.rglob("*")) - before if p.is_file())
+    files = [str(path.relative_to(folder)) for path in written]
     cls = classifier.export_class()
+    state = classifier.export_state()
     header = "# Inference hyperparameters of a classifier exported by interpreters.\n"
+    if state is None:
+        header += "state_in_files: true   # the weights are in the files below\n"
     if files:
         header += f"{SOURCE_FOLDER}: .   # set to the folder holding the files when loaded\n"
-        header += f"extra_files: {yaml.safe_dump(files, default_flow_style=True).strip()}\n"
+        header += f"extra_files: {json.dumps(files)}\n"
     (folder / "hyperparams.yaml").write_text(
         header
         + f"sample_rate: {classifier.sample_rate}\n"
         + f"classifier: !new:{cls.__module__}.{cls.__qualname__}\n"
         + yaml_arguments(arguments)
     )
-    torch.save(rebuilt_state(classifier, folder), folder / "classifier.ckpt")
+    if state is None:
+        state = {}
+    elif classifier.export_class() is not type(classifier):  # e.g. a module now TorchScript
+        rebuilt = load_yaml(folder / "hyperparams.yaml", {SOURCE_FOLDER: str(folder)})
+        state = rebuilt["classifier"].state_dict()
+    torch.save(state, folder / "classifier.ckpt")
     (folder / "label_encoder.txt").write_text(
         "".join(f"'{label}' => {i}\n" for i, label in enumerate(classifier.labels))
         + "================\n'starting_index' => 0\n"
@@ -89,12 +113,3 @@ def yaml_arguments(arguments: dict) -> str:
         else:
             lines.append(f"    {name}: {json.dumps(value, ensure_ascii=False)}")
     return "\n".join(lines) + "\n"
-
-
-def rebuilt_state(classifier, folder: Path) -> dict:
-    """The state dict the exported yaml's classifier expects (the classifier's own, unless its
-    export changes what it is, as a wrapped module that becomes TorchScript)."""
-    if classifier.export_class() is type(classifier):
-        return classifier.state_dict()
-    rebuilt = load_yaml(folder / "hyperparams.yaml", {SOURCE_FOLDER: str(folder)})["classifier"]
-    return rebuilt.state_dict()

@@ -21,7 +21,7 @@ from speechbrain.processing.features import spectral_magnitude
 from speechbrain.utils.fetching import FetchConfig
 
 from interpreters.errors import InterpreterError, first_line
-from interpreters.models.base import AudioClassifier, canonical_map, check_layout
+from interpreters.models.base import AudioClassifier, InFolder, canonical_map, check_layout
 from interpreters.models.kinds import hyperparams_keys
 from interpreters.sources import fetch_files, hub_reachable, is_local
 
@@ -99,6 +99,20 @@ def rate_of(hparams, mods, sample_rate: int | None, source: str) -> int:
     return int(declared or sample_rate or ASSUMED_RATE)
 
 
+def collected_names(hyperparams: Path) -> dict[str, str]:
+    """SpeechBrain's pretrainer collects each file as ``<loadable>.ckpt``: {that name: the file
+    name the yaml's pretrainer paths give it (e.g. label_encoder.txt)}, read off the yaml."""
+    import ruamel.yaml
+
+    tree = ruamel.yaml.YAML().load(Path(hyperparams).read_text()) or {}
+    paths = (tree.get("pretrainer") or {}).get("paths") or {}
+    names = {}
+    for name, path in paths.items():
+        text = str(getattr(path, "value", path))
+        names[f"{name}.ckpt"] = text.rsplit("/", 1)[-1]
+    return names
+
+
 class SpeechBrainClassifier(AudioClassifier):
     """A SpeechBrain EncoderClassifier / AudioClassifier (folder or hub id) as a classifier.
 
@@ -127,6 +141,8 @@ class SpeechBrainClassifier(AudioClassifier):
         super().__init__()
         savedir = Path(savedir) if savedir else Path(tempfile.mkdtemp(prefix="speechbrain-"))
         loaded = load_interface(str(source), savedir, interface, key)
+        self.files, self.interface = savedir, interface  # what an export copies
+        self.collected = collected_names(Path(savedir) / "hyperparams.yaml")
         self.mods = loaded.mods
         fits = [name for name, needs in PIPELINES.items() if set(needs) <= set(self.mods)]
         self.pipeline = fits[0] if fits else None
@@ -161,6 +177,28 @@ class SpeechBrainClassifier(AudioClassifier):
                 f"names {len(self.labels)} classes; fix label_encoder.txt"
             )
         self.hidden_channels = [h.shape[1] for h in hidden]
+
+    def export_arguments(self, folder) -> dict:
+        """SpeechBrain's own files (hyperparams.yaml, checkpoints, label encoder) copied into
+        ``folder/speechbrain``: the export reloads through SpeechBrain as the original did."""
+        import shutil
+
+        target = Path(folder) / "speechbrain"
+        target.mkdir(parents=True, exist_ok=True)
+        for path in Path(self.files).iterdir():
+            if path.is_file():  # the pretrainer's files under the names its yaml gives them
+                shutil.copyfile(path, target / self.collected.get(path.name, path.name))
+        return {
+            "source": InFolder("speechbrain"),
+            "hidden_layers": dict(self.hidden_layers),
+            "sample_rate": self.sample_rate,
+            "interface": self.interface,
+            "frequency_scale": self.frequency_scale,
+        }
+
+    def export_state(self) -> None:
+        """The weights travel in SpeechBrain's own checkpoint files."""
+        return None
 
     def named_submodule(self, name: str) -> nn.Module:
         """Submodule ``name``; an unknown one is a one-line error."""

@@ -20,7 +20,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from interpreters.errors import InterpreterError, first_line
-from interpreters.models.base import AudioClassifier
+from interpreters.models.base import AudioClassifier, InFolder
 from interpreters.models.transformers_features import front_end_for
 from interpreters.sources import hub_reachable, is_local
 
@@ -202,6 +202,7 @@ class TransformersClassifier(AudioClassifier):
         model, extractor = load_transformers(source, key)
         self.model = model.eval().requires_grad_(False)
         self.extractor = front_end_for(extractor, str(source))
+        self.hf_extractor = extractor  # saved with the model by an export
         self.input_name = extractor.model_input_names[0]
         self.labels = class_labels(model.config, str(source))
         self.sample_rate = int(extractor.sampling_rate)
@@ -223,6 +224,18 @@ class TransformersClassifier(AudioClassifier):
             TokenMap(self.geometry.prefix, self.geometry.bands) for _ in self.hidden_layers
         )
         self.hidden_channels = [int(model.config.hidden_size)] * len(self.hidden_layers)
+
+    def export_arguments(self, folder) -> dict:
+        """The model and its feature extractor saved with ``save_pretrained`` into
+        ``folder/transformers``: the export reloads through ``from_pretrained``."""
+        target = Path(folder) / "transformers"
+        self.model.save_pretrained(target)
+        self.hf_extractor.save_pretrained(target)
+        return {"source": InFolder("transformers"), "hidden_layers": list(self.hidden_layers)}
+
+    def export_state(self) -> None:
+        """The weights travel in the saved model files."""
+        return None
 
     def layer_layout(self, name: str) -> str | None:
         """Declared layouts: see the class docstring."""
