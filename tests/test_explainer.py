@@ -12,7 +12,12 @@ from interpreters.errors import InterpreterError
 from interpreters.evaluation.evaluator import Evaluator
 from interpreters.explainers.attribution import GradCAM
 from interpreters.explainers.base import Explanation
-from interpreters.explainers.lmac import LMAC, MaskDecoder
+from interpreters.explainers.lmac import (
+    LMAC,
+    ConditionedMaskDecoder,
+    MaskDecoder,
+    UnconditionedLMAC,
+)
 from interpreters.models.spectrogram_cnn import SpectrogramCNN
 from interpreters.training.lmac import LMACBrain
 
@@ -27,17 +32,25 @@ def setup(tmp_path_factory):
     classifier = SpectrogramCNN(labels, n_fft=256, hop_length=128, channels=[4, 8]).eval()
     front_end = FrontEnd(16000, n_fft=256, hop_length=128)
     decoder = MaskDecoder(classifier.hidden_channels, layers=[0, 1], channels=4)
-    lmac = LMAC(classifier, front_end, decoder)
+    lmac = UnconditionedLMAC(classifier, front_end, decoder)
+    conditioned = LMAC(classifier, front_end, ConditionedMaskDecoder(classifier.hidden_channels))
     gradcam = GradCAM(classifier, front_end, layer="blocks.1")
-    return {"lmac": lmac, "gradcam": gradcam, "datasets": datasets, "folder": folder}
+    return {
+        "lmac": lmac,
+        "conditioned": conditioned,
+        "gradcam": gradcam,
+        "datasets": datasets,
+        "folder": folder,
+    }
 
 
 def _batch(dataset):
     return PaddedBatch([dataset[i] for i in range(len(dataset))])
 
 
-def test_explain_contract(setup):
-    explainer = setup["lmac"]
+@pytest.mark.parametrize("name", ["lmac", "conditioned"])
+def test_explain_contract(setup, name):
+    explainer = setup[name]
     wavs, lens = _batch(setup["datasets"]["test"]).sig
     explanation = explainer.explain(wavs, lens)
     assert isinstance(explanation, Explanation)
@@ -62,8 +75,9 @@ def test_targets_by_name_index_and_unknown(setup):
         explainer.explain(wavs, lens, target=99)
 
 
-def test_target_changes_a_conditioned_mask(setup):
-    explainer = setup["gradcam"]
+@pytest.mark.parametrize("name", ["gradcam", "conditioned"])
+def test_target_changes_a_conditioned_mask(setup, name):
+    explainer = setup[name]
     wavs, lens = _batch(setup["datasets"]["test"]).sig
     first = explainer.explain(wavs, lens, target=0).mask
     other = explainer.explain(wavs, lens, target=5).mask
@@ -99,6 +113,8 @@ def test_brain_loss_is_finite_and_trains_the_decoder(setup):
         "lambda_out": 0.2,
         "lambda_reg": 0.4,
         "lambda_tv": 0.1,
+        **dict(lambda_excl=0.0, lambda_gain=0.0, mix_prob=0.0, snr_range=[-5.0, 5.0], seed=0),
+        **dict(two_targets=False, disjoint_pairs=False, mix_valid=False),
     }
     brain = LMACBrain(
         modules={"decoder": explainer.decoder}, hparams=hparams, run_opts={"device": "cpu"}

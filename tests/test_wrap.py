@@ -178,3 +178,16 @@ def test_recipes_train_evaluate_export_and_interpret_on_it(wrapped, trained_clas
         "interpret.py", "--source", str(tmp_path / "export"), str(clip), "--out", str(out)
     )
     assert "1 file(s) explained" in result.stdout and (out / "report.html").is_file()
+
+
+def test_lrp_names_the_layer_type_it_has_no_rule_for(wrapped):
+    from interpreters.explainers.lrp import LRP, make_composite
+
+    front_end = FrontEnd(RATE, n_fft=512, hop_length=256)
+    LRP(wrapped, front_end, make_composite("epsilon_plus"))  # conv, ReLU, pooling, linear: fine
+    normed = nn.Sequential(nn.Conv1d(1, 4, 9, stride=4), nn.GroupNorm(2, 4), nn.Flatten(1))
+    model = nn.Sequential(normed, nn.LazyLinear(len(LABELS)))
+    model(torch.zeros(1, 1, RATE))
+    other = wrap_classifier(model, LABELS, RATE, features=lambda w: w.unsqueeze(1))
+    with pytest.raises(InterpreterError, match="no rule for GroupNorm .layer 'module.0.1'"):
+        LRP(other, front_end, make_composite("epsilon_plus"))

@@ -168,14 +168,37 @@ class Evaluator:
             if oracle is not None:
                 accumulators["oracle"] = accumulators["oracle"] or metrics.MetricAccumulator()
                 accumulators["oracle"].update(oracle)
+                if explainer.conditioned:
+                    other = accumulators.setdefault("other", metrics.MetricAccumulator())
+                    other.update(self.other_source(explainer, explanation, batch))
             saved += self.write_examples(explainer, explanation, batch, set_name, saved)
         row = accumulators["method"].summary()
         if losses:
             row["loss"] = sum(losses) / len(losses)
         rows = {f"{explainer.name} · {set_name}": row}
+        if "other" in accumulators:
+            rows[f"{explainer.name} · {set_name} · other source"] = accumulators["other"].summary()
         if accumulators["oracle"] is not None:
             rows[f"{ORACLE} · {set_name}"] = accumulators["oracle"].summary()
         return rows
+
+    def other_source(
+        self, explainer: Explainer, explanation: Explanation, batch
+    ) -> dict[str, torch.Tensor]:
+        """Every metric of the explanation of the mixture's other source (the one the
+        classifier did not decide), against its own stem: a class-conditioned explainer should
+        hand it over as well as the decided one. Mixtures whose decision is neither source are
+        left out (NaN)."""
+        labels = batch.stem_labels.data.to(explainer.device)
+        decided = labels == explanation.target[:, None]
+        usable = decided.sum(dim=1) == 1
+        other = labels.gather(1, decided[:, :1].long()).squeeze(1)  # the stem not decided
+        other = torch.where(usable, other, explanation.target)
+        with torch.no_grad():
+            wavs, lens = batch.sig.data, batch.sig.lengths.to(explainer.device)
+            other_explanation = explainer.explain(wavs, lens, target=other)
+            values, _ = self.score(explainer, other_explanation, batch)
+        return only_where(usable, values)
 
     def run(
         self, explainer: Explainer, datasets: dict, sets: list[str], loader_kwargs: dict

@@ -21,6 +21,7 @@ from captum.attr import NoiseTunnel
 from interpreters.audio import FrontEnd, Spectrum
 from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Evidence, Explainer
+from interpreters.explainers.conditioning import hidden_gradients
 from interpreters.models.base import AudioClassifier, canonical_map, same_front_end, to_grid
 
 
@@ -176,28 +177,12 @@ class GradCAM(Attribution):
         return canonical_map(maps, self.layout, key), canonical_map(gradients, self.layout, key)
 
     def hidden_map_and_gradient(self, evidence: Evidence) -> tuple[torch.Tensor, torch.Tensor]:
-        """The classifier's own hidden map and its gradient: the map handed over is a view
-        (the canonical layout) of a tensor the logits depend on; the gradient is taken on that
-        tensor and viewed the same way."""
+        """The classifier's own hidden map and the target logit's gradient on it."""
         features = self.classifier.features(evidence.wavs).detach().requires_grad_(True)
         logits, hidden = self.classifier.classify(features)
-        view = hidden[self.hidden_index]
-        base = view._base if view._base is not None else view
         score = logits.gather(1, evidence.target[:, None]).sum()
-        unreadable = InterpreterError(
-            f"gradcam_layer '{self.layer}': the logits do not depend on this map as handed over; "
-            "name the layer that computes it instead"
-        )
-        try:
-            (gradient,) = torch.autograd.grad(score, base)
-        except RuntimeError:
-            raise unreadable from None
-        if gradient.stride() != base.stride():
-            if not base.is_contiguous():
-                raise unreadable
-            gradient = gradient.contiguous()
-        offset = view.storage_offset() - base.storage_offset()
-        return view, gradient.as_strided(view.shape, view.stride(), offset)
+        view = hidden[self.hidden_index]
+        return view, hidden_gradients(score, [view])[0]
 
 
 def hidden_index(layer: str, classifier: AudioClassifier) -> int | None:

@@ -1,10 +1,14 @@
 """L-MAC (Paissan, Ravanelli, Subakan, ICML 2024): a decoder of classifier representations
 that outputs a sigmoid mask over the spectrogram, trained so the kept part is classified as
-the decision and the removed part is not.
+the class explained and the removed part is not.
 
-Departure from upstream: hidden maps are resized by interpolation rather than transposed
+``LMAC`` (the default) tells its decoder the class: Grad-CAM's channel weights and class map
+at every hidden level (``conditioning``) feed a coarse-to-fine decoder, so any class can be
+explained and a mixture explained source by source. ``UnconditionedLMAC`` is the decoder of
+earlier versions, which reads the hidden maps alone and so explains only the decision.
+Departures from upstream: hidden maps are resized by interpolation rather than transposed
 convolutions, so one decoder fits any classifier's hidden shapes (2D maps or 1D sequences).
-The loss lives in ``interpreters.training.lmac``.
+The losses live in ``interpreters.training.lmac``.
 """
 
 from __future__ import annotations
@@ -15,7 +19,8 @@ import torch.nn.functional as F
 
 from interpreters.audio import FrontEnd
 from interpreters.errors import InterpreterError
-from interpreters.explainers.base import Evidence, Explainer
+from interpreters.explainers.base import Evidence, Explainer, resolve_target
+from interpreters.explainers.conditioning import ClassCondition, class_condition
 from interpreters.models.base import AudioClassifier
 
 NHWC = torch.channels_last
@@ -81,8 +86,115 @@ class MaskDecoder(nn.Module):
         return torch.sigmoid(self.refine(fused)).squeeze(1)
 
 
+class ConditionedMaskDecoder(nn.Module):
+    """Coarse-to-fine decoder of class-conditioned hidden maps -> sigmoid mask [B, T, F].
+
+    Each chosen level (``layers``; None: every hidden map) contributes the hidden map A
+    (``use_hidden``), A ⊙ w/max|w| (``use_weighted``) and the class map (``use_cam``),
+    projected by a 1×1 convolution; from
+    the deepest level up, the running map is resized to the next level's grid, added, and
+    refined by a 3×3 convolution, then resized to the spectrogram (``decode_stride`` > 1: a
+    coarser grid, the mask upsampled). ``use_input`` adds the normalised compressed input
+    before the last convolution (it makes the mask follow input energy).
+    """
+
+    def __init__(
+        self,
+        hidden_channels: list[int],
+        layers: list[int] | None = None,
+        channels: int = 8,
+        use_hidden: bool = True,
+        use_weighted: bool = True,
+        use_cam: bool = True,
+        use_input: bool = False,
+        decode_stride: int = 1,
+        mask_bias: float = 0.0,
+    ) -> None:
+        super().__init__()
+        count = len(hidden_channels)
+        layers = list(range(count)) if layers is None else list(layers)
+        check_layers(layers, hidden_channels, "decoder_layers")
+        self.layers = sorted({i % count for i in layers})  # shallow to deep
+        self.use_hidden, self.use_weighted, self.use_cam = use_hidden, use_weighted, use_cam
+        self.use_input, self.decode_stride = use_input, decode_stride
+        widths = [
+            hidden_channels[i] * (use_hidden + use_weighted) + int(use_cam) for i in self.layers
+        ]
+        self.projections = nn.ModuleList(nn.Conv2d(w, channels, kernel_size=1) for w in widths)
+        self.stages = nn.ModuleList(
+            nn.Conv2d(channels, channels, kernel_size=3, padding=1) for _ in self.layers
+        )
+        self.final = nn.Conv2d(channels + int(use_input), channels, kernel_size=3, padding=1)
+        self.out = nn.Conv2d(channels, 1, kernel_size=1)
+        nn.init.constant_(self.out.bias, mask_bias)
+
+    def level_input(self, hidden_map, weight, cam) -> torch.Tensor:
+        """What one level contributes: A, A ⊙ ŵ, the class map."""
+        parts = [hidden_map] if self.use_hidden else []
+        if self.use_weighted:
+            scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+            parts.append(hidden_map * (weight / scale)[:, :, None, None])
+        if self.use_cam:
+            parts.append(cam)
+        return torch.cat(parts, dim=1)
+
+    def forward(
+        self, hidden: list[torch.Tensor], compressed: torch.Tensor, condition: ClassCondition
+    ) -> torch.Tensor:
+        """Hidden maps, compressed spectrogram [B, T, F], the class condition -> mask."""
+        size = tuple(compressed.shape[1:])
+        x = None
+        for index, projection, stage in zip(
+            reversed(self.layers), reversed(self.projections), reversed(self.stages)
+        ):
+            level = self.level_input(hidden[index], condition.weights[index], condition.maps[index])
+            level = projection(level.contiguous(memory_format=NHWC))
+            if x is not None:
+                level = level + F.interpolate(
+                    x, size=level.shape[2:], mode="bilinear", align_corners=False
+                )
+            x = F.relu(stage(level))
+        grid = tuple(-(-n // self.decode_stride) for n in size)
+        x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
+        if self.use_input:
+            scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
+            image = (compressed / scale).unsqueeze(1)
+            x = torch.cat([x, F.adaptive_avg_pool2d(image, grid)], dim=1)
+        logits = self.out(F.relu(self.final(x.contiguous(memory_format=NHWC))))
+        if grid != size:
+            logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
+        return torch.sigmoid(logits).squeeze(1)
+
+
 class LMAC(Explainer):
-    """L-MAC: a decoder of the classifier's hidden maps gives the mask. This decoder is not told
+    """L-MAC with a class-conditioned decoder: explains the decision or any class asked."""
+
+    def __init__(
+        self,
+        classifier: AudioClassifier,
+        front_end: FrontEnd,
+        decoder: ConditionedMaskDecoder,
+        name: str = "",
+    ) -> None:
+        super().__init__(classifier, front_end, name or "L-MAC")
+        self.decoder = decoder
+
+    def gather(self, wavs: torch.Tensor, lens: torch.Tensor | None, target) -> Evidence:
+        """As the shared path, plus the class condition of the target at every hidden level."""
+        wavs = wavs.to(self.device)
+        logits, hidden, condition = class_condition(
+            self.classifier, wavs, lambda logits: resolve_target(target, logits, self.labels)
+        )
+        spectrum = self.front_end.analyse(wavs)
+        return Evidence(wavs, lens, logits, hidden, condition.target, spectrum, condition)
+
+    def mask(self, evidence: Evidence) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The decoder's mask for the class the condition carries."""
+        return self.decoder(evidence.hidden, evidence.spectrum.compressed, evidence.condition), {}
+
+
+class UnconditionedLMAC(Explainer):
+    """L-MAC as in earlier versions: a decoder of the classifier's hidden maps that is not told
     the class, so it explains the decision only (a target other than it is refused)."""
 
     conditioned = False
@@ -90,7 +202,7 @@ class LMAC(Explainer):
     def __init__(
         self, classifier: AudioClassifier, front_end: FrontEnd, decoder: nn.Module, name: str = ""
     ) -> None:
-        super().__init__(classifier, front_end, name or "L-MAC")
+        super().__init__(classifier, front_end, name or "L-MAC (unconditioned)")
         self.decoder = decoder
 
     def mask(self, evidence: Evidence) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:

@@ -23,7 +23,7 @@ from zennit.rules import Epsilon
 from zennit.types import Convolution
 
 from interpreters.audio import FrontEnd
-from interpreters.errors import InterpreterError
+from interpreters.errors import InterpreterError, first_line
 from interpreters.explainers.attribution import Attribution
 from interpreters.explainers.base import Evidence
 from interpreters.models.base import AudioClassifier, to_grid
@@ -32,6 +32,27 @@ COMPOSITES = {"epsilon_plus": EpsilonPlus, "epsilon_alpha2_beta1": EpsilonAlpha2
 
 
 FIRST_LAYER_RULES = {"same": None, "epsilon": Epsilon}
+
+
+RULED = (nn.modules.conv._ConvNd, nn.Linear, nn.modules.batchnorm._BatchNorm)
+
+
+def check_rules(classifier: nn.Module) -> None:
+    """One line naming the first layer with weights that zennit's composites have no rule for
+    (LRP through it would be a plain gradient, not relevance), or a TorchScript program."""
+    for name, module in classifier.named_modules():
+        if isinstance(module, torch.jit.ScriptModule):
+            raise InterpreterError(
+                f"LRP: '{name}' is a TorchScript program, which zennit's rules cannot attach "
+                "to; explain it with a gradient method or GradCAM"
+            )
+        leaf = not any(True for _ in module.children())
+        weighted = any(True for _ in module.parameters(recurse=False))
+        if leaf and weighted and not isinstance(module, RULED):
+            raise InterpreterError(
+                f"LRP: zennit has no rule for {type(module).__name__} (layer '{name}'); "
+                "explain this classifier with a gradient method or GradCAM"
+            )
 
 
 def make_composite(name: str, first_layer: str = "same") -> Composite:
@@ -109,18 +130,25 @@ class LRP(Attribution):
         name: str = "",
     ) -> None:
         super().__init__(classifier, front_end, name or f"LRP {type(composite).__name__}")
+        check_rules(classifier)
         self.composite = with_first_layer_rule(composite, first_layer_rule)
 
     def relevance(self, evidence: Evidence) -> torch.Tensor:
         """Relevance [B, T, F] on the front end's grid."""
         features = self.classifier.features(evidence.wavs).detach()
-        relevance = lrp_relevance(
-            self.classifier,
-            lambda inputs: self.classifier.classify(inputs)[0],
-            features,
-            evidence.target,
-            copy.deepcopy(self.composite),
-        )
+        try:
+            relevance = lrp_relevance(
+                self.classifier,
+                lambda inputs: self.classifier.classify(inputs)[0],
+                features,
+                evidence.target,
+                copy.deepcopy(self.composite),
+            )
+        except RuntimeError as err:  # e.g. a canonizer that does not fit the layers' wiring
+            raise InterpreterError(
+                f"LRP: zennit's rules do not run on this classifier ({first_line(err)}); "
+                "explain it with a gradient method or GradCAM"
+            ) from None
         if features.dim() == 3 and features.shape[1] == 1:  # [B, 1, N] waveform
             return inspect_time_frequency(self.front_end, evidence.wavs, relevance.squeeze(1))
         frames, freqs = evidence.spectrum.compressed.shape[1:]

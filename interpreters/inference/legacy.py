@@ -22,9 +22,10 @@ def explainer_of(hparams: dict, source: str = "") -> Explainer:
 
 
 def _lmac(hp: dict) -> Explainer:
-    from interpreters.explainers.lmac import LMAC
+    from interpreters.explainers.lmac import UnconditionedLMAC
 
-    return LMAC(hp["classifier"], hp["front_end"], hp["decoder"], hp.get("method_name", ""))
+    name = hp.get("method_name", "")
+    return UnconditionedLMAC(hp["classifier"], hp["front_end"], hp["decoder"], name)
 
 
 def _l2i(hp: dict) -> Explainer:

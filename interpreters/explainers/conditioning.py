@@ -1,0 +1,75 @@
+"""What the classifier says about one class at every hidden level (Grad-CAM's quantities), to
+tell a decoder which class to explain.
+
+For the explained class c and each hidden map A [B, C, T', F']: channel weights
+w = mean over (T', F') of ∂ logit_c / ∂ A, and the class map ReLU(Σ_k w_k A_k) scaled to max 1.
+They work for any classifier whose logits depend on its hidden maps (GradCAM at every depth
+at once); computed with the classifier frozen, handed over detached.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from interpreters.errors import InterpreterError
+from interpreters.models.base import AudioClassifier
+
+
+@dataclass
+class ClassCondition:
+    """The explained classes and, per hidden level, their channel weights and class maps."""
+
+    target: torch.Tensor  # [B]
+    weights: list[torch.Tensor]  # [B, C] per level
+    maps: list[torch.Tensor]  # [B, 1, T', F'] per level, in [0, 1]
+
+
+def hidden_gradients(
+    score: torch.Tensor, hidden: list[torch.Tensor], retain_graph: bool = False
+) -> list[torch.Tensor]:
+    """∂ score / ∂ each hidden map, in the map's own (canonical) layout.
+
+    A map handed over in the canonical layout may be a view (a permutation) of the tensor the
+    logits depend on: the gradient is taken on that tensor and viewed the same way.
+    """
+    bases = [h._base if h._base is not None else h for h in hidden]
+    try:
+        grads = torch.autograd.grad(score, bases, retain_graph=retain_graph)
+    except RuntimeError:
+        raise InterpreterError(
+            "the classifier's logits do not depend on the hidden maps it hands over, so no "
+            "class can be read off them; return maps that lie on the path to the logits"
+        ) from None
+    viewed = []
+    for view, base, grad in zip(hidden, bases, grads):
+        if grad.stride() != base.stride():
+            grad = grad.contiguous()
+        offset = view.storage_offset() - base.storage_offset()
+        viewed.append(grad.as_strided(view.shape, view.stride(), offset))
+    return viewed
+
+
+def class_condition(
+    classifier: AudioClassifier, wavs: torch.Tensor, resolve
+) -> tuple[torch.Tensor, list[torch.Tensor], ClassCondition]:
+    """(logits, detached hidden maps, condition) for explaining the classes ``resolve(logits)``
+    picks (the decision, or a given target)."""
+    with torch.enable_grad():
+        # The classifier is frozen: its input must require grad for a graph to the hidden maps.
+        features = classifier.features(wavs).detach().requires_grad_(True)
+        logits, hidden = classifier.classify(features)
+        target = resolve(logits.detach())
+        score = logits.gather(1, target[:, None]).sum()
+        grads = hidden_gradients(score, hidden)
+    weights, maps = [], []
+    for hidden_map, grad in zip(hidden, grads):
+        weight = grad.mean(dim=(2, 3)).detach()
+        cam = F.relu((weight[:, :, None, None] * hidden_map.detach()).sum(dim=1, keepdim=True))
+        peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)
+        weights.append(weight)
+        maps.append(cam / peak[:, None, None, None])
+    hidden = [h.detach() for h in hidden]
+    return logits.detach(), hidden, ClassCondition(target, weights, maps)
