@@ -15,7 +15,7 @@ from interpreters.audio import FrontEnd
 from interpreters.data.synth import CLASSES
 from interpreters.errors import InterpreterError
 from interpreters.explainers.attribution import GradCAM
-from interpreters.explainers.lmac import LMAC, MaskDecoder
+from interpreters.explainers.lmac import LMAC, ConditionedMaskDecoder
 from interpreters.models.loading import export_classifier, load_classifier
 from interpreters.models.wrap import wrap_classifier
 
@@ -90,7 +90,7 @@ def test_wrong_labels_layers_and_layouts_are_one_line():
 def test_explainers_read_the_wrapped_module(wrapped):
     front_end = FrontEnd(RATE, n_fft=512, hop_length=256)
     wavs = 0.1 * torch.randn(2, RATE // 2)
-    decoder = MaskDecoder(wrapped.hidden_channels, layers=[-3, -2, -1], channels=4)
+    decoder = ConditionedMaskDecoder(wrapped.hidden_channels, channels=4)
     mask = LMAC(wrapped, front_end, decoder).explain(wavs).mask
     assert mask.shape == (2, front_end.n_frames(RATE // 2), front_end.n_freqs)
     by_name = GradCAM(wrapped, front_end, "module.body.4").explain(wavs, target=3)
