@@ -113,3 +113,18 @@ def load_state(module: torch.nn.Module, path: Path, key: str) -> None:
             f"{key}: checkpoint {path} does not fit the model ({first_line(err)}); "
             "re-export it or fix the yaml that describes the model"
         ) from None
+
+
+def check_pretrained_source(source: str, key: str, missing_hint: str) -> str:
+    """``source`` for a transformers ``from_pretrained``: a local folder that is missing, or a
+    hub id while the hub cannot be reached, is one line (in seconds, not after retries)."""
+    source = str(source)
+    if is_local(source):
+        if not Path(source).expanduser().is_dir():
+            raise InterpreterError(f"{key} {source} is not a folder; {missing_hint}")
+    elif not hub_reachable():
+        raise InterpreterError(
+            f"{key} {source} could not be fetched: the hub cannot be reached (offline); "
+            f"download it and set {key} to the local folder"
+        )
+    return source

@@ -311,8 +311,8 @@ modules:
 SB_LAYOUTS = {"ecapa": (ECAPA, EncoderClassifier), "xvector": (XVECTOR, SpectrogramInterface)}
 
 
-def speechbrain_folder(folder: Path, body: str) -> Path:
-    """A SpeechBrain inference folder (hub layout) with random weights and LABELS."""
+def speechbrain_folder(folder: Path, body: str, labels: list[str] = LABELS) -> Path:
+    """A SpeechBrain inference folder (hub layout) with random weights and ``labels``."""
     folder.mkdir(parents=True)
     text = SB_HEAD + body + SB_PRETRAINER
     (folder / "hyperparams.yaml").write_text(text)
@@ -321,7 +321,7 @@ def speechbrain_folder(folder: Path, body: str) -> Path:
     for name in ("embedding_model", "classifier"):
         torch.save(hparams[name].state_dict(), folder / f"{name}.ckpt")
     encoder = CategoricalEncoder()
-    encoder.update_from_iterable(LABELS)
+    encoder.update_from_iterable(labels)
     encoder.save(folder / "label_encoder.txt")
     return folder
 

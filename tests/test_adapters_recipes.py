@@ -7,8 +7,7 @@ import json
 import pytest
 import torch
 from conftest import TINY_DATA, run_recipe
-from speechbrain.dataio.encoder import CategoricalEncoder
-from test_adapters import ECAPA, SB_HEAD, SB_PRETRAINER, WAV2VEC2
+from test_adapters import ECAPA, WAV2VEC2, speechbrain_folder
 from transformers import (
     ASTConfig,
     ASTFeatureExtractor,
@@ -53,31 +52,14 @@ def transformers_folder(folder, name):
     return folder
 
 
-def speechbrain_folder(folder):
-    """A tiny random SpeechBrain EncoderClassifier folder (hub layout) of the synth classes."""
-    from hyperpyyaml import load_hyperpyyaml
-
-    folder.mkdir(parents=True)
-    text = (SB_HEAD + ECAPA + SB_PRETRAINER).replace(
-        "out_neurons: 3", f"out_neurons: {len(LABELS)}"
-    )
-    (folder / "hyperparams.yaml").write_text(text)
-    torch.manual_seed(0)
-    hparams = load_hyperpyyaml(text, {"pretrained_path": str(folder)})
-    for name in ("embedding_model", "classifier"):
-        torch.save(hparams[name].state_dict(), folder / f"{name}.ckpt")
-    encoder = CategoricalEncoder()
-    encoder.update_from_iterable(LABELS)
-    encoder.save(folder / "label_encoder.txt")
-    return folder
-
-
 @pytest.mark.parametrize("name", ["ast", "wav2vec2", "speechbrain"])
 def test_recipes_on_a_users_own_classifier(name, trained_classifier, tmp_path):
     source = tmp_path / name
-    source = (
-        speechbrain_folder(source) if name == "speechbrain" else transformers_folder(source, name)
-    )
+    if name == "speechbrain":
+        ecapa = ECAPA.replace("out_neurons: 3", f"out_neurons: {len(LABELS)}")
+        source = speechbrain_folder(source, ecapa, LABELS)
+    else:
+        source = transformers_folder(source, name)
     assert classifier_kind(str(source)) == (
         "speechbrain" if name == "speechbrain" else "transformers"
     )

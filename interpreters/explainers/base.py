@@ -50,6 +50,12 @@ class Evidence:
     spectrum: Spectrum
     condition: object = None  # what else a method needs about the target (e.g. a prompt)
 
+    def explanation(self, mask, interpretation, residual, extras=None) -> Explanation:
+        """The Explanation of this batch from what a method made of it."""
+        return Explanation(
+            mask, interpretation, residual, self.logits, self.target, extras or {}, self.spectrum
+        )
+
 
 def resolve_target(target, logits: torch.Tensor, labels: list[str]) -> torch.Tensor:
     """Class indices [B] to explain: the decision when None, else names or indices given
@@ -153,15 +159,7 @@ class Explainer(nn.Module):
         """Mask -> interpretation and residual through the front end."""
         mask, extras = self.mask(evidence)
         interpretation, residual = self.front_end.listenable(evidence.spectrum, mask)
-        return Explanation(
-            mask,
-            interpretation,
-            residual,
-            evidence.logits,
-            evidence.target,
-            extras,
-            evidence.spectrum,
-        )
+        return evidence.explanation(mask, interpretation, residual, extras)
 
     def mask(self, evidence: Evidence) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Method-specific: a [B, T, F] mask in [0, 1] for ``evidence.target``, plus any extra

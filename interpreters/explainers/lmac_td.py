@@ -160,15 +160,7 @@ class LMACTD(Explainer):
         mask, interpretation, residual = self.interpreter(evidence.wavs, evidence.hidden)
         lens = evidence.lens if evidence.lens is not None else torch.ones(len(evidence.wavs))
         extras = {"input": evidence.wavs, "lens": lens}
-        return Explanation(
-            mask,
-            interpretation,
-            residual,
-            evidence.logits,
-            evidence.target,
-            extras,
-            evidence.spectrum,
-        )
+        return evidence.explanation(mask, interpretation, residual, extras)
 
     def reconstruction_si_snr(self, explanation: Explanation) -> torch.Tensor:
         """SI-SNR (dB) of interpretation + residual against the input, per example."""

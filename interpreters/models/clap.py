@@ -8,15 +8,13 @@ waveform (LMAC-ZS and GradCAM need that). Training a small CLAP here: ``training
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from interpreters.errors import InterpreterError, first_line
 from interpreters.models.base import AudioClassifier
-from interpreters.sources import hub_reachable, is_local
+from interpreters.sources import check_pretrained_source
 
 DEFAULT_TEMPLATE = "this is the sound of {}"
 
@@ -37,18 +35,8 @@ def load_clap(source: str, key: str = "clap_source"):
     """ClapModel and ClapProcessor from a hub id or folder; one-line errors, fast when offline."""
     from transformers import ClapModel, ClapProcessor
 
-    source = str(source)
-    if is_local(source):
-        if not Path(source).expanduser().is_dir():
-            raise InterpreterError(
-                f"{key} {source} is not a folder; train one with "
-                "`python recipes/train.py hparams/clap.yaml` (its pretrained/ folder)"
-            )
-    elif not hub_reachable():
-        raise InterpreterError(
-            f"{key} {source} could not be fetched: the hub cannot be reached (offline); "
-            f"download it and set {key} to the local folder"
-        )
+    hint = "train one with `python recipes/train.py hparams/clap.yaml` (its pretrained/ folder)"
+    source = check_pretrained_source(source, key, hint)
     try:
         model = ClapModel.from_pretrained(source)
         processor = ClapProcessor.from_pretrained(source)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from interpreters.errors import InterpreterError, first_line
 from interpreters.models.base import AudioClassifier, InFolder
 from interpreters.models.transformers_features import front_end_for
-from interpreters.sources import hub_reachable, is_local
+from interpreters.sources import check_pretrained_source
 
 DEFAULT_HIDDEN_LAYERS = 3
 
@@ -32,15 +32,7 @@ def load_transformers(source: str, key: str = "classifier_source"):
     one-line errors, within seconds when the hub is unreachable."""
     from transformers import AutoFeatureExtractor, AutoModelForAudioClassification
 
-    source = str(source)
-    if is_local(source):
-        if not Path(source).expanduser().is_dir():
-            raise InterpreterError(f"{key} {source} is not a folder; point {key} at one")
-    elif not hub_reachable():
-        raise InterpreterError(
-            f"{key} {source} could not be fetched: the hub cannot be reached (offline); "
-            f"download it and set {key} to the local folder"
-        )
+    source = check_pretrained_source(source, key, f"point {key} at one")
     try:
         model = AutoModelForAudioClassification.from_pretrained(source)
         extractor = AutoFeatureExtractor.from_pretrained(source)
