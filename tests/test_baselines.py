@@ -162,6 +162,10 @@ def test_sanity_check_fails_a_model_independent_explanation():
     assert list(blind) == ["head", "blocks.1", "blocks.0"]
     assert all(abs(step["spearman"] - 1) < 1e-6 for step in blind.values())
     assert explainer.classifier is classifier  # the check explained copies, not this one
+    from interpreters.explainers.trivial import KeepAll
+
+    keep_all = sanity_check(KeepAll(classifier, FRONT_END), batch, seed=0)
+    assert all(step["spearman"] == 1 for step in keep_all.values())  # constant, unchanged
     lrp = sanity_check(METHODS["lrp"](classifier), batch, seed=0)
     assert lrp["blocks.0"]["spearman"] < 0.9
 

@@ -109,13 +109,21 @@ def sanity_check(explainer: Explainer, batch: PaddedBatch, seed: int) -> dict[st
             other = randomised.explain(wavs, target=target)
             mask = randomised.time_frequency_mask(other, wavs)
             steps[name] = {
-                "spearman": metrics.spearman_correlation(reference, mask).mean().item(),
+                "spearman": rank_similarity(reference, mask).mean().item(),
                 "ssim": metrics.structural_similarity(reference, mask).mean().item(),
             }
             if own_domain:  # e.g. LMAC-TD's encoder mask, beside the STFT mask it implies
                 own = metrics.spearman_correlation(explanation.mask, other.mask)
                 steps[name]["spearman (own mask)"] = own.mean().item()
     return steps
+
+
+def rank_similarity(reference: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Spearman correlation per example, and 1 where the two maps are the same: a constant map
+    (keep-all) that no randomisation changes has no rank correlation but depends on nothing."""
+    same = (reference - mask).abs().flatten(1).amax(dim=1) <= 1e-6
+    spearman = metrics.spearman_correlation(reference, mask)
+    return torch.where(same, torch.ones_like(spearman), spearman)
 
 
 def method_argv(entry: dict, shared: dict, device: str, key: str) -> list[str]:
