@@ -99,7 +99,7 @@ def test_explainers_read_the_wrapped_module(wrapped):
     assert by_name.mask.shape == mask.shape and by_name.mask.max() > 0
 
 
-def test_torchscript_module_with_a_hidden_callable():
+def test_torchscript_module_with_a_hidden_callable(tmp_path):
     torch.manual_seed(0)
     net = UserNet(len(LABELS)).eval()
     scripted = torch.jit.script(net)
@@ -115,6 +115,9 @@ def test_torchscript_module_with_a_hidden_callable():
     wavs = torch.randn(1, RATE)
     torch.testing.assert_close(wrapped(wavs), net(mel_features()(wavs)))
     assert wrapped.forward_with_hidden(wavs)[1][0].shape[1] == 8
+    export_classifier(wrapped, tmp_path / "exported")  # a TorchScript module exports too
+    reloaded = load_classifier(str(tmp_path / "exported"), tmp_path / "fetched")
+    torch.testing.assert_close(reloaded(wavs), wrapped(wavs), atol=1e-5, rtol=1e-5)
 
 
 def test_export_reloads_without_the_users_code(wrapped, tmp_path):
