@@ -10,7 +10,7 @@ from interpreters.config import included_files, load_yaml, modern_names
 from interpreters.errors import InterpreterError
 
 ROOT = Path(__file__).resolve().parents[1]
-LEGACY_EXPORT = ROOT / "tests" / "data" / "legacy_lmac_export"
+LEGACY_EXPORT = ROOT / "tests" / "fixtures" / "legacy_lmac_export"
 
 
 def write(folder: Path, name: str, text: str) -> Path:
