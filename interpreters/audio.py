@@ -69,11 +69,18 @@ class FrontEnd(nn.Module):
         return self.n_fft // 2 + 1
 
     def n_frames(self, n_samples: int) -> int:
-        """Number of STFT frames for a waveform of n_samples (centred frames)."""
-        return n_samples // self.hop_length + 1
+        """Number of STFT frames for a waveform of n_samples (centred frames over the waveform
+        padded to a whole number of hops)."""
+        return -(-n_samples // self.hop_length) + 1
 
     def stft(self, wavs: torch.Tensor) -> torch.Tensor:
-        """Complex STFT of [B, N] waveforms, time first: [B, T, F]."""
+        """Complex STFT of [B, N] waveforms, time first: [B, T, F].
+
+        The waveform is zero-padded to a whole number of hops first: otherwise its last samples
+        lie under the tail of one window only, where the inverse divides by a near-zero window
+        sum and any change of the spectrum there comes back as a loud click.
+        """
+        wavs = torch.nn.functional.pad(wavs, (0, (-wavs.shape[-1]) % self.hop_length))
         spec = torch.stft(
             wavs,
             n_fft=self.n_fft,
@@ -87,6 +94,7 @@ class FrontEnd(nn.Module):
 
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """Inverse of ``stft`` for a [B, T, F] complex spectrum, trimmed to ``length`` samples."""
+        padded = (spec.shape[1] - 1) * self.hop_length
         return torch.istft(
             spec.transpose(1, 2),
             n_fft=self.n_fft,
@@ -94,8 +102,8 @@ class FrontEnd(nn.Module):
             win_length=self.win_length,
             window=self.window,
             center=True,
-            length=length,
-        )
+            length=padded,
+        )[..., :length]
 
     def compress(self, magnitude: torch.Tensor) -> torch.Tensor:
         """Magnitude -> the domain masks live in (log1p upstream)."""
