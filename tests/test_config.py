@@ -93,6 +93,8 @@ def test_an_export_made_before_explainers_loads_and_explains_alike(tmp_path):
     from interpreters.inference import Interpreter
 
     interpreter = Interpreter.from_hparams(str(LEGACY_EXPORT), savedir=tmp_path / "saved")
+    # reference.pt was written by commit 4b5a26a on 8192 samples: a whole number of hops, where
+    # that front end and today's hop-padded one see the same frames
     reference = torch.load(LEGACY_EXPORT / "reference.pt", weights_only=True)
     explanation = interpreter.interpret_batch(reference["wav"])
     assert interpreter.explainer.name == "L-MAC"
