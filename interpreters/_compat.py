@@ -7,6 +7,7 @@ absent instead, which is what torchaudio itself does when the library file is mi
 
 import importlib.abc
 import importlib.machinery
+import logging
 import sys
 from types import ModuleType
 
@@ -64,6 +65,21 @@ def install() -> None:
     """Install the finder once, before anything imports torchaudio."""
     _install_once(_TorchaudioExtensionFinder)
     install_zennit_hook()
+    silence_torchvision_warning()
+
+
+class _DropTorchvisionWarning(logging.Filter):
+    """SpeechBrain warns on import that torchvision cannot save figures; ours use matplotlib."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "torchvision is not available" not in record.getMessage()
+
+
+def silence_torchvision_warning() -> None:
+    """Drop that one misleading warning, once."""
+    logger = logging.getLogger("speechbrain.utils.train_logger")
+    if not any(isinstance(f, _DropTorchvisionWarning) for f in logger.filters):
+        logger.addFilter(_DropTorchvisionWarning())
 
 
 # zennit imports ``torchvision.models.resnet`` at import time only to name two ResNet block

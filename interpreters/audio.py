@@ -156,6 +156,9 @@ class FrontEnd(nn.Module):
         return (target / self.compress(mixture_magnitude).clamp_min(1e-8)).clamp(0.0, 1.0)
 
 
+MAX_PEAK = 1000.0  # 60 dB above full scale: beyond it a float file is broken, not loud
+
+
 def load_audio(
     path: str | Path,
     sample_rate: int,
@@ -188,6 +191,12 @@ def load_audio(
         data = data.mean(axis=1, keepdims=True)
     if not np.isfinite(data).all():
         raise InterpreterError(f"audio file {path} contains NaN or infinite samples; fix the file")
+    peak = float(np.abs(data).max())
+    if peak > MAX_PEAK:
+        raise InterpreterError(
+            f"audio file {path} has samples up to {peak:.3g}, far beyond full scale (±1); "
+            "normalise it"
+        )
     wav = torch.from_numpy(np.ascontiguousarray(data[:, 0]))
     if file_rate != sample_rate:
         if not resample:

@@ -78,6 +78,7 @@ def load_yaml(path: str | Path, overrides: str | dict | None = None) -> dict:
     unknown = [key for key in overrides if key not in tree]
     if unknown:
         raise InterpreterError(unknown_key_message(path, unknown[0], tree))
+    check_override_types(path, tree, overrides)
     try:
         return load_hyperpyyaml(_NamedText(text, str(path.resolve())), overrides)
     except KeyError as err:  # a reference to a key that does not exist
@@ -124,8 +125,9 @@ def route_include_overrides(text: str, tree, overrides: dict, path: Path) -> tup
             tree[key] = ruamel.yaml.comments.CommentedMap(rest.pop(key))
             continue
         included = path.parent / str(tag_of(node))[len(INCLUDE_TAG) :]
-        names = set((ruamel.yaml.YAML().load(included.read_text()) or {}).keys())
-        routed = {k: rest.pop(k) for k in list(rest) if k in names and k not in tree}
+        defaults = ruamel.yaml.YAML().load(included.read_text()) or {}
+        routed = {k: rest.pop(k) for k in list(rest) if k in defaults and k not in tree}
+        check_override_types(included, defaults, routed)
         if routed:
             given = dict(node) if hasattr(node, "items") else {}
             mapping = ruamel.yaml.comments.CommentedMap({**given, **routed})
@@ -134,6 +136,29 @@ def route_include_overrides(text: str, tree, overrides: dict, path: Path) -> tup
     stream = io.StringIO()
     ruamel.yaml.YAML().dump(tree, stream)
     return stream.getvalue(), rest
+
+
+def check_override_types(path: Path, tree, overrides: dict) -> None:
+    """An override whose value cannot stand for the yaml's plain number or flag (``batch_size:
+    abc``) is one line naming the key, before anything is built."""
+    for key, value in overrides.items():
+        default = tree.get(key)
+        if value is None:  # null switches a number off (e.g. ``limit: null``)
+            continue
+        if isinstance(default, bool):
+            wanted, fits = "true or false", isinstance(value, bool)
+        elif isinstance(default, int):
+            wanted, fits = "an integer", isinstance(value, int) and not isinstance(value, bool)
+        elif isinstance(default, float):
+            wanted = "a number"
+            fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+        else:
+            continue
+        if not fits:
+            raise InterpreterError(
+                f"{path}: '{key}' must be {wanted} (the yaml has {default}), not {value!r}; "
+                "fix the value"
+            )
 
 
 def tag_of(node) -> str:

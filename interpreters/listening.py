@@ -57,3 +57,34 @@ def save_explanation_figure(
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+PANEL_HEIGHT = 160  # pixels per panel in the quick picture
+PANEL_MIN_WIDTH = 320
+
+
+def save_panels_image(path: str | Path, compressed: torch.Tensor, mask: torch.Tensor) -> None:
+    """The same three panels (input, mask, what the mask keeps) as one bare image, without
+    axes: about 30x faster than the figure, for the interpret command's many files; the report
+    labels the panels and axes around it."""
+    import numpy as np
+    from matplotlib import colormaps
+    from PIL import Image
+
+    spec = compressed.detach().cpu().float().T.numpy()[::-1]  # low frequencies at the bottom
+    mask_image = mask.detach().cpu().float().T.numpy()[::-1]
+    top = max(float(spec.max()), 1e-8)
+    panels = [
+        colormaps["magma"](spec / top),
+        colormaps["viridis"](np.clip(mask_image, 0, 1)),
+        colormaps["magma"](spec * mask_image / top),
+    ]
+    width = max(PANEL_MIN_WIDTH, spec.shape[1])
+    rows = np.linspace(0, spec.shape[0] - 1, PANEL_HEIGHT).round().astype(int)
+    cols = np.linspace(0, spec.shape[1] - 1, width).round().astype(int)
+    gap = np.ones((PANEL_HEIGHT, 8, 4))
+    strip = [panel[rows][:, cols] for panel in panels]
+    image = np.concatenate([strip[0], gap, strip[1], gap, strip[2]], axis=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((image[..., :3] * 255).astype("uint8")).save(path, optimize=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import socket
+import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -28,15 +29,33 @@ def is_local(source: str) -> bool:
 
 
 def hub_reachable() -> bool:
-    """Whether the hub answers a TCP connection quickly; False when HF_HUB_OFFLINE is set."""
+    """Whether the hub completes a TLS handshake quickly (an endpoint that accepts TCP but not
+    TLS would otherwise cost half a minute of retries); False when HF_HUB_OFFLINE is set."""
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
         return False
-    host = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co")).hostname
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = endpoint.hostname, endpoint.port or (80 if endpoint.scheme == "http" else 443)
     try:
-        with socket.create_connection((host, 443), timeout=HUB_PROBE_SECONDS):
+        with socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS) as sock:
+            if endpoint.scheme != "http":
+                context = ssl.create_default_context()
+                with context.wrap_socket(sock, server_hostname=host):
+                    pass
             return True
-    except OSError:
+    except (OSError, ssl.SSLError):
         return False
+
+
+def unreachable_message(source: str, key: str) -> str:
+    """One line for a source that is neither a local folder nor fetchable from the hub."""
+    if source.count("/") == 1 and not source.startswith("http"):
+        local = f" and there is no local folder {source}"
+    else:
+        local = ""
+    return (
+        f"{key} {source} could not be fetched: the hub cannot be reached (offline){local}; "
+        f"check the path, or download it and set {key} to the local folder"
+    )
 
 
 def fetch_files(
@@ -96,17 +115,26 @@ def fetch_files(
             )
         return fetched
     except Exception as err:
-        reason = "the hub cannot be reached (offline)" if not config.allow_network else err
+        if not config.allow_network:
+            raise InterpreterError(unreachable_message(source, key)) from None
         raise InterpreterError(
-            f"{key} {source} could not be fetched: {reason}; download it and set {key} "
+            f"{key} {source} could not be fetched: {first_line(err)}; download it and set {key} "
             "to the local folder"
         ) from None
 
 
 def load_state(module: torch.nn.Module, path: Path, key: str) -> None:
-    """Strictly load a state dict; a mismatch or a corrupt file is a one-line error."""
+    """Strictly load a state dict; a corrupt file and a mismatch are different one-line errors,
+    each naming the real file (not the savedir's link to it)."""
+    path = Path(path).resolve()
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        raise InterpreterError(
+            f"{key}: checkpoint {path} is corrupt or truncated ({first_line(err)}); "
+            "copy or export it again"
+        ) from None
+    try:
         module.load_state_dict(state, strict=True)
     except Exception as err:
         raise InterpreterError(
@@ -123,8 +151,5 @@ def check_pretrained_source(source: str, key: str, missing_hint: str) -> str:
         if not Path(source).expanduser().is_dir():
             raise InterpreterError(f"{key} {source} is not a folder; {missing_hint}")
     elif not hub_reachable():
-        raise InterpreterError(
-            f"{key} {source} could not be fetched: the hub cannot be reached (offline); "
-            f"download it and set {key} to the local folder"
-        )
+        raise InterpreterError(unreachable_message(source, key))
     return source

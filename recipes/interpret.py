@@ -21,23 +21,33 @@ def main(argv: list[str]) -> int:
     parser.add_argument("inputs", nargs="+", help="audio files or folders")
     parser.add_argument("--source", required=True, help="pretrained folder or hub id")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--target", default=None, help="class to explain (default: decision)")
+    parser.add_argument(
+        "--target", default=None, help="class name or index to explain (default: the decision)"
+    )
     parser.add_argument("--prompt", default=None, help="text prompt (zero-shot interpreters)")
     parser.add_argument("--savedir", default=None, help="where fetched files are kept")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--figures",
+        action="store_true",
+        help="full figures with axes and colour bars (about 0.4 s per file) instead of quick panels",
+    )
     args = parser.parse_args(argv)
     try:
-        done, failed = interpret_inputs(
+        done, failed, notes = interpret_inputs(
             args.source,
             args.inputs,
             args.out,
             args.target or args.prompt,
             args.savedir,
             args.device,
+            args.figures,
         )
     except InterpreterError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
     print(f"{done} file(s) explained; report: {Path(args.out) / 'report.html'}")
     for _path, reason in failed:
         print(f"skipped: {reason}", file=sys.stderr)

@@ -81,6 +81,7 @@ class Interpreter:
         cls, source: str, savedir: str | Path | None = None, device: str = "cpu"
     ) -> Interpreter:
         """Fetch an exported interpreter (folder or hub id) into ``savedir`` and build it."""
+        device = checked_device(device)
         savedir = Path(savedir or Path("pretrained_models") / str(source).replace("/", "--"))
         files = fetch_files(
             source, [], savedir, key="source", extra=(OVERRIDES_YAML, AUXILIARY_YAML)
@@ -193,12 +194,34 @@ class Interpreter:
         return self.front_end.ideal_mask(wav[None].to(self.device), interpretation[None])[0].cpu()
 
     def faithfulness(self, explanation: Explanation, weights: torch.Tensor) -> dict[str, float]:
-        """AI, AD, AG, FF, Fid-In of this explanation, averaged over windows."""
+        """AI, AD, AG, FF, Fid-In of this explanation and the explained class's probability on
+        the input, the interpretation and the residual (what one file's figures mean), averaged
+        over windows."""
         with torch.no_grad():
             heard = classify_halves(self.explainer.classifier, explanation)
             values = faithfulness_scores(explanation, *heard)
+        rows = torch.arange(len(explanation.target), device=explanation.target.device)
+        for name, probabilities in (
+            ("p_input", explanation.probabilities),
+            ("p_interpretation", heard[0].softmax(-1)),
+            ("p_residual", heard[1].softmax(-1)),
+        ):
+            values[name] = probabilities[rows, explanation.target]
         weights = weights.to(explanation.logits.device)
         return {k: float((v * weights).sum() / weights.sum()) for k, v in values.items()}
+
+
+def checked_device(device: str) -> str:
+    """``device`` if torch knows it and it is present here; otherwise one line."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise InterpreterError(
+            f"--device {device!r} is not a device; use cpu or cuda[:N]"
+        ) from None
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InterpreterError(f"--device {device}: no CUDA device is available here; use cpu")
+    return device
 
 
 def window_seconds(hparams: dict) -> float:

@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from interpreters.errors import InterpreterError, first_line
-from interpreters.sources import fetch_files, hub_reachable, is_local
+from interpreters.sources import fetch_files, hub_reachable, is_local, unreachable_message
 
 KINDS = {
     "interpreters": "hyperparams.yaml with a 'classifier:' entry + classifier.ckpt (our export)",
@@ -101,10 +101,7 @@ def hub_files(source: str, savedir: Path, key: str) -> tuple[set[str] | None, di
     except Exception:
         config = None
     if keys is None and config is None and not online:
-        raise InterpreterError(
-            f"{key} {source} could not be fetched: the hub cannot be reached (offline); "
-            f"download it and set {key} to the local folder"
-        )
+        raise InterpreterError(unreachable_message(source, key))
     return keys, config, files or set()
 
 
