@@ -61,6 +61,7 @@ def save_explanation_figure(
 
 PANEL_HEIGHT = 160  # pixels per panel in the quick picture
 PANEL_MIN_WIDTH = 320
+PANEL_MAX_WIDTH = 1600  # a long file's panels are sampled down to this many columns
 
 
 def save_panels_image(path: str | Path, compressed: torch.Tensor, mask: torch.Tensor) -> None:
@@ -71,20 +72,20 @@ def save_panels_image(path: str | Path, compressed: torch.Tensor, mask: torch.Te
     from matplotlib import colormaps
     from PIL import Image
 
-    spec = compressed.detach().cpu().float().T.numpy()[::-1]  # low frequencies at the bottom
-    mask_image = mask.detach().cpu().float().T.numpy()[::-1]
-    top = max(float(spec.max()), 1e-8)
-    panels = [
+    frames, bins = compressed.shape
+    width = min(max(PANEL_MIN_WIDTH, frames), PANEL_MAX_WIDTH)
+    cols = np.linspace(0, frames - 1, width).round().astype(int)
+    rows = np.linspace(bins - 1, 0, PANEL_HEIGHT).round().astype(int)  # low frequencies at bottom
+    spec = compressed.detach().cpu().float().numpy()[cols][:, rows].T  # picked before colouring
+    mask_image = np.clip(mask.detach().cpu().float().numpy()[cols][:, rows].T, 0, 1)
+    top = max(float(compressed.max()), 1e-8)
+    strips = [
         colormaps["magma"](spec / top),
-        colormaps["viridis"](np.clip(mask_image, 0, 1)),
+        colormaps["viridis"](mask_image),
         colormaps["magma"](spec * mask_image / top),
     ]
-    width = max(PANEL_MIN_WIDTH, spec.shape[1])
-    rows = np.linspace(0, spec.shape[0] - 1, PANEL_HEIGHT).round().astype(int)
-    cols = np.linspace(0, spec.shape[1] - 1, width).round().astype(int)
     gap = np.ones((PANEL_HEIGHT, 8, 4))
-    strip = [panel[rows][:, cols] for panel in panels]
-    image = np.concatenate([strip[0], gap, strip[1], gap, strip[2]], axis=1)
+    image = np.concatenate([strips[0], gap, strips[1], gap, strips[2]], axis=1)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray((image[..., :3] * 255).astype("uint8")).save(path, optimize=False)

@@ -30,7 +30,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument(
         "--figures",
         action="store_true",
-        help="full figures with axes and colour bars (about 0.4 s per file) instead of quick panels",
+        help="full figures with axes and colour bars (about 0.4 s a file), not quick panels",
     )
     args = parser.parse_args(argv)
     try:

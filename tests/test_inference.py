@@ -96,6 +96,21 @@ def test_interpret_file_windows_long_inputs(exported, tmp_path):
         interpreter.interpret_file(tmp_path / "short.wav")
 
 
+def test_long_files_explained_in_window_batches_match_one_batch(exported, tmp_path, monkeypatch):
+    from interpreters.inference import interpreter as module
+
+    interpreter = Interpreter.from_hparams(str(exported["folder"]), savedir=tmp_path / "saved")
+    rng = np.random.default_rng(3)
+    sf.write(tmp_path / "long.wav", (0.1 * rng.standard_normal(16000 * 3)).astype("f4"), 16000)
+    whole = interpreter.interpret_file(tmp_path / "long.wav")
+    monkeypatch.setattr(module, "WINDOW_BATCH", 1)
+    batched = interpreter.interpret_file(tmp_path / "long.wav")
+    assert len(interpreter.split(whole.wav)) > 1
+    for name in ("interpretation", "residual", "mask", "probabilities"):
+        torch.testing.assert_close(getattr(batched, name), getattr(whole, name), atol=1e-5, rtol=0)
+    assert batched.faithfulness == pytest.approx(whole.faithfulness, abs=1e-5)
+
+
 def test_offline_hub_id_fails_fast(tmp_path):
     start = time.monotonic()
     with pytest.raises(InterpreterError, match="hub cannot be reached"):
@@ -192,7 +207,7 @@ def test_report_opens_in_headless_chromium(interpreted, tmp_path):
     assert re.search(r'data-images-loaded="3"', dom) and 'data-images-total="3"' in dom
     console = [line for line in browser.stderr.splitlines() if ":CONSOLE" in line]
     assert not console, f"the page logged to the console: {console}"
-    assert "What the figures mean" in dom and "id=\"summary\"" in dom
+    assert "What the figures mean" in dom and 'id="summary"' in dom
     assert "the decision" in dom and "Hz, the classifier's rate" in dom
     shot = tmp_path / "report.png"
     subprocess.run(

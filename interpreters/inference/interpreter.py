@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from interpreters.audio import Spectrum, load_audio
+from interpreters.audio import load_audio
 from interpreters.checkpoints import trainable_parts
 from interpreters.config import load_yaml, top_level_keys
 from interpreters.errors import InterpreterError
@@ -26,6 +26,7 @@ from interpreters.models.loading import fetch_classifier
 from interpreters.sources import fetch_files, load_state
 
 MIN_SECONDS = 0.1  # shorter inputs have too few STFT frames to explain
+WINDOW_BATCH = 16  # windows of a long file explained together (bounds a 10-minute file's memory)
 
 
 @dataclass
@@ -143,20 +144,24 @@ class Interpreter:
             )
         windows = self.split(wav)
         with torch.no_grad():
-            probabilities = self.explainer.classifier(windows.to(self.device)).softmax(-1)
+            logits = torch.cat(
+                [self.explainer.classifier(w.to(self.device)) for w in chunks(windows)]
+            )
+        probabilities = logits.softmax(-1)
         weights = self.window_weights(len(wav), len(windows)).to(probabilities.device)
         mean = (probabilities * weights[:, None]).sum(0) / weights.sum()
         if target is None and self.explainer.conditioned:
             target = int(mean.argmax())
-        explanation = self.interpret_batch(windows, target=target)
+        explanation = concatenate([self.interpret_batch(w, target=target) for w in chunks(windows)])
         explained = int(mean.argmax()) if target is None else int(explanation.target[0])
+        compressed = self.file_spectrum(wav, explanation)
         return FileInterpretation(
             path=Path(path),
             wav=wav,
             interpretation=explanation.interpretation.reshape(-1)[: len(wav)].cpu(),
             residual=explanation.residual.reshape(-1)[: len(wav)].cpu(),
-            mask=self.file_mask(wav, explanation),
-            compressed=self.file_spectrum(wav, explanation).compressed[0].cpu(),
+            mask=self.file_mask(wav, explanation, compressed),
+            compressed=compressed[0].cpu(),
             probabilities=mean.cpu(),
             target=explained,
             label=self.labels[explained],
@@ -178,27 +183,35 @@ class Interpreter:
         filled[-1] = length - self.window * (count - 1)
         return filled / self.window
 
-    def file_spectrum(self, wav: torch.Tensor, explanation: Explanation) -> Spectrum:
-        """The analysed file: the explanation's own for one window, else the whole file's."""
+    def file_spectrum(self, wav: torch.Tensor, explanation: Explanation) -> torch.Tensor:
+        """The file's compressed magnitude [1, T, F]: the explanation's own for one window, else
+        the whole file's (no phase: a long file's is never needed, and costs its memory)."""
         if explanation.mask.shape[0] == 1 and explanation.spectrum is not None:
-            return explanation.spectrum
-        return self.front_end.analyse(wav[None].to(self.device))
+            return explanation.spectrum.compressed
+        return self.front_end.compress(self.front_end.stft(wav[None].to(self.device)).abs())
 
-    def file_mask(self, wav: torch.Tensor, explanation: Explanation) -> torch.Tensor:
+    def file_mask(
+        self, wav: torch.Tensor, explanation: Explanation, compressed: torch.Tensor
+    ) -> torch.Tensor:
         """The mask over the whole file: the method's own for one window, else the mask that
-        turns the input into the stitched interpretation."""
+        turns the input (its ``compressed`` magnitude) into the stitched interpretation."""
         if explanation.mask.shape[0] == 1:
             mask = self.explainer.time_frequency_mask(explanation, wav[None].to(self.device))
             return mask[0].cpu()
-        interpretation = explanation.interpretation.reshape(-1)[: len(wav)]
-        return self.front_end.ideal_mask(wav[None].to(self.device), interpretation[None])[0].cpu()
+        interpretation = explanation.interpretation.reshape(-1)[None, : len(wav)]
+        mixture = self.front_end.expand(compressed)
+        kept = self.front_end.stft(interpretation).abs()
+        return self.front_end.ratio_mask(mixture, kept)[0].cpu()
 
     def faithfulness(self, explanation: Explanation, weights: torch.Tensor) -> dict[str, float]:
         """AI, AD, AG, FF, Fid-In of this explanation and the explained class's probability on
         the input, the interpretation and the residual (what one file's figures mean), averaged
         over windows."""
         with torch.no_grad():
-            heard = classify_halves(self.explainer.classifier, explanation)
+            halves = [
+                classify_halves(self.explainer.classifier, part) for part in split(explanation)
+            ]
+            heard = tuple(torch.cat(side) for side in zip(*halves))
             values = faithfulness_scores(explanation, *heard)
         rows = torch.arange(len(explanation.target), device=explanation.target.device)
         for name, probabilities in (
@@ -209,6 +222,40 @@ class Interpreter:
             values[name] = probabilities[rows, explanation.target]
         weights = weights.to(explanation.logits.device)
         return {k: float((v * weights).sum() / weights.sum()) for k, v in values.items()}
+
+
+def chunks(windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """A long file's windows in batches of at most WINDOW_BATCH."""
+    return windows.split(WINDOW_BATCH)
+
+
+def concatenate(parts: list[Explanation]) -> Explanation:
+    """The explanations of consecutive batches as one (a single part is returned as is; the
+    spectrum of several is dropped, as a long file is analysed whole again)."""
+    if len(parts) == 1:
+        return parts[0]
+    batched = [name for name, value in parts[0].extras.items() if torch.is_tensor(value)]
+    batch = len(parts[0].target)
+    return Explanation(
+        *(torch.cat([getattr(p, name) for p in parts]) for name in FIELDS),
+        extras={
+            name: torch.cat([p.extras[name] for p in parts])
+            for name in batched
+            if parts[0].extras[name].dim() and parts[0].extras[name].shape[0] == batch
+        },
+    )
+
+
+FIELDS = ("mask", "interpretation", "residual", "logits", "target")
+
+
+def split(explanation: Explanation) -> list[Explanation]:
+    """An explanation in batches of at most WINDOW_BATCH (the parts faithfulness needs)."""
+    count = len(explanation.target)
+    return [
+        Explanation(*(getattr(explanation, name)[i : i + WINDOW_BATCH] for name in FIELDS))
+        for i in range(0, count, WINDOW_BATCH)
+    ]
 
 
 def checked_device(device: str) -> str:
