@@ -223,3 +223,41 @@ def save_audio(path: str | Path, wav: torch.Tensor, sample_rate: int) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(str(path), wav.detach().cpu().float().numpy(), sample_rate, subtype="FLOAT")
+
+
+def mask_at_rate(
+    front_end: FrontEnd, mask: torch.Tensor, wav: torch.Tensor, rate: int, keep_above: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Interpretation and residual of ``wav`` at its own ``rate`` from a [T, F] mask made on
+    ``front_end``'s grid: the same seconds per frame and hertz per bin, the band above the
+    classifier's Nyquist kept in the interpretation (``keep_above``) or moved to the residual."""
+    scale = rate / front_end.sample_rate
+    n_fft = 2 * max(1, round(front_end.n_fft * scale / 2))
+    hop = max(1, round(front_end.hop_length * scale))
+    own = FrontEnd(rate, n_fft, hop_length=hop, compression=front_end.compression).to(wav.device)
+    gain = front_end.n_fft / n_fft  # window sums scale with length: keep magnitudes comparable
+    spec = own.stft(wav[None]) * gain
+    frames = torch.arange(spec.shape[1], device=wav.device) * (hop / rate)
+    bins = torch.arange(spec.shape[2], device=wav.device) * (rate / n_fft)
+    resized = interpolate_axis(
+        mask.to(wav.device), frames * front_end.sample_rate / front_end.hop_length, 0
+    )
+    beyond = bins > front_end.sample_rate / 2
+    positions = (bins * front_end.n_fft / front_end.sample_rate).clamp(max=mask.shape[1] - 1)
+    resized = interpolate_axis(resized, positions, 1)
+    resized[:, beyond] = 1.0 if keep_above else 0.0
+    interpretation, residual = own.listenable(own.spectrum(spec, len(wav)), resized[None])
+    return interpretation[0] / gain, residual[0] / gain
+
+
+def interpolate_axis(values: torch.Tensor, positions: torch.Tensor, axis: int) -> torch.Tensor:
+    """``values`` read at fractional ``positions`` along ``axis`` by linear interpolation
+    (positions beyond the ends read the end)."""
+    positions = positions.clamp(0, values.shape[axis] - 1)
+    low = positions.floor().long()
+    high = (low + 1).clamp(max=values.shape[axis] - 1)
+    weight = (positions - low).to(values.dtype)
+    shape = [1] * values.dim()
+    shape[axis] = -1
+    weight = weight.reshape(shape)
+    return values.index_select(axis, low) * (1 - weight) + values.index_select(axis, high) * weight

@@ -32,6 +32,18 @@ def main(argv: list[str]) -> int:
         action="store_true",
         help="full figures with axes and colour bars (about 0.4 s a file), not quick panels",
     )
+    parser.add_argument(
+        "--own_rate",
+        action="store_true",
+        help="write the sounds at each input's own rate (default: the classifier's rate)",
+    )
+    parser.add_argument(
+        "--above_nyquist",
+        choices=["keep", "remove"],
+        default="keep",
+        help="with --own_rate: the band the classifier never heard, kept in the interpretation "
+        "or moved to the residual",
+    )
     args = parser.parse_args(argv)
     try:
         done, failed, notes = interpret_inputs(
@@ -42,6 +54,8 @@ def main(argv: list[str]) -> int:
             args.savedir,
             args.device,
             args.figures,
+            args.own_rate,
+            args.above_nyquist == "keep",
         )
     except InterpreterError as err:
         print(f"error: {err}", file=sys.stderr)

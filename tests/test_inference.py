@@ -420,3 +420,27 @@ def test_an_endpoint_that_accepts_tcp_but_not_tls_is_given_up_in_seconds(monkeyp
     assert not hub_reachable()
     assert time.monotonic() - start < 5
     server.close()
+
+
+def test_own_rate_writes_the_interpretation_at_the_inputs_rate(exported, interpreted, tmp_path):
+    from interpreters.audio import resample_wav
+
+    main = _interpret_main()
+    stereo = interpreted["inputs"] / "stereo44k.wav"
+    common = [str(stereo), "--source", str(exported["folder"]), "--savedir", str(tmp_path / "s")]
+    runs = {"keep": tmp_path / "keep", "remove": tmp_path / "remove"}
+    for band, out in runs.items():
+        assert main([*common, "--out", str(out), "--own_rate", "--above_nyquist", band]) == 0
+    original, _ = sf.read(stereo, dtype="float32")
+    at_classifier, _ = sf.read(interpreted["out"] / "stereo44k" / "interpretation.wav")
+    high = {}
+    for band, out in runs.items():
+        interpretation, rate = sf.read(out / "stereo44k" / "interpretation.wav", dtype="float32")
+        assert rate == 44100 and len(interpretation) == len(original)
+        back = resample_wav(torch.from_numpy(interpretation), 44100, 16000).numpy()
+        n = min(len(back), len(at_classifier))
+        assert np.corrcoef(back[:n], at_classifier[:n])[0, 1] > 0.95, band
+        spectrum = np.abs(np.fft.rfft(interpretation))
+        high[band] = spectrum[np.fft.rfftfreq(len(interpretation), 1 / 44100) > 8500].sum()
+        assert "Nyquist" in (out / "report.html").read_text()
+    assert high["remove"] < 0.1 * high["keep"]

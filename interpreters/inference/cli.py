@@ -20,6 +20,7 @@ from interpreters.listening import save_explanation_figure, save_panels_image, w
 
 AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".opus"}
 ENTRY_JSON = "entry.json"
+SOUNDS = ("input", "interpretation", "residual")
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[tuple[Path, Path]], list[tuple[Path, str]]]:
@@ -61,10 +62,13 @@ def interpret_inputs(
     savedir: str | None = None,
     device: str = "cpu",
     figures: bool = False,
+    own_rate: bool = False,
+    keep_above: bool = True,
 ) -> tuple[int, list[tuple[Path, str]], list[str]]:
     """Explain every input; returns how many were done, the (path, reason) of the others and
     notes about outputs placed beside or over earlier ones. ``figures``: full matplotlib figures
-    with axes instead of the quick bare panels."""
+    with axes instead of the quick bare panels; ``own_rate``: sounds at each input's own rate,
+    the band above the classifier's Nyquist kept in the interpretation or not (``keep_above``)."""
     out = Path(out)
     check_out(out)
     files, failed = expand_inputs(inputs)
@@ -82,7 +86,9 @@ def interpret_inputs(
         folder, note = claim_folder(out, name, path)
         if note:
             notes.append(note)
+        rate = write_file_sounds(interpreter, result, folder, own_rate, keep_above)
         entry = save_result(result, folder, interpreter, out, source, target, figures)
+        entry.update(sample_rate=rate, above_nyquist=None if not own_rate else keep_above)
         write_json_atomically(folder / ENTRY_JSON, entry)
         done += 1
     write_html_report(
@@ -142,6 +148,24 @@ def collect_entries(out: Path) -> list[dict]:
     return entries
 
 
+def write_file_sounds(
+    interpreter: Interpreter,
+    result: FileInterpretation,
+    folder: Path,
+    own_rate: bool,
+    keep_above: bool,
+) -> int:
+    """Write input, interpretation and residual at the classifier's rate or the input's own
+    (``own_rate``); returns the rate written."""
+    if own_rate:
+        sounds, rate = interpreter.at_own_rate(result, keep_above)
+    else:
+        sounds = {"input": result.wav, "interpretation": result.interpretation}
+        sounds, rate = {**sounds, "residual": result.residual}, interpreter.sample_rate
+    write_sounds({kind: folder / f"{kind}.wav" for kind in sounds}, sounds, rate)
+    return rate
+
+
 def save_result(
     result: FileInterpretation,
     folder: Path,
@@ -151,11 +175,9 @@ def save_result(
     target: str | None = None,
     figures: bool = False,
 ) -> dict:
-    """Write one input's wavs and picture; return what the report shows about it."""
+    """Write one input's picture; return what the report shows about it (its sounds are
+    written by the caller, at the rate asked for)."""
     rate = interpreter.sample_rate
-    sounds = {"input": result.wav, "interpretation": result.interpretation}
-    sounds["residual"] = result.residual
-    write_sounds({kind: folder / f"{kind}.wav" for kind in sounds}, sounds, rate)
     if figures:
         save_explanation_figure(
             folder / "explanation.png",
@@ -175,7 +197,7 @@ def save_result(
         "label": result.label,
         "asked": target,  # None: the decision was explained
         "sample_rate": rate,
-        "audio": {kind: str((folder / f"{kind}.wav").relative_to(out)) for kind in sounds},
+        "audio": {kind: str((folder / f"{kind}.wav").relative_to(out)) for kind in SOUNDS},
         "picture": str((folder / "explanation.png").relative_to(out)),
         "picture_axes": None if figures else [len(result.wav) / rate, rate / 2],
         "top": [(interpreter.labels[i], float(p)) for p, i in zip(top.values, top.indices)],

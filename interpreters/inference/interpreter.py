@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from interpreters.audio import load_audio
+from interpreters.audio import load_audio, mask_at_rate
 from interpreters.checkpoints import trainable_parts
 from interpreters.config import load_yaml, top_level_keys
 from interpreters.errors import InterpreterError
@@ -167,6 +167,22 @@ class Interpreter:
             label=self.labels[explained],
             faithfulness=self.faithfulness(explanation, weights),
         )
+
+    def at_own_rate(
+        self, result: FileInterpretation, keep_above: bool = True
+    ) -> tuple[dict[str, torch.Tensor], int]:
+        """Input, interpretation and residual at the file's own rate (its mask applied to the
+        original-rate signal; above the classifier's Nyquist kept or removed) and that rate."""
+        import soundfile as sf
+
+        rate = sf.info(str(result.path)).samplerate
+        wav = load_audio(result.path, rate, downmix=True)
+        if rate == self.sample_rate:
+            sounds = {"input": result.wav, "interpretation": result.interpretation}
+            return {**sounds, "residual": result.residual}, rate
+        with torch.no_grad():
+            kept, removed = mask_at_rate(self.front_end, result.mask, wav, rate, keep_above)
+        return {"input": wav, "interpretation": kept.cpu(), "residual": removed.cpu()}, rate
 
     def split(self, wav: torch.Tensor) -> torch.Tensor:
         """Non-overlapping windows of the training length [W, window]; short files stay whole."""

@@ -73,8 +73,22 @@ def _intro(entries: list[dict]) -> str:
         "the sound the explanation says the classifier used, the <b>residual</b> is what it "
         "removed. A faithful explanation is still heard as the class from the interpretation "
         "alone, and much less from the residual.</p>"
-        f"<p>Interpreter: {links}. Every sound on this page is written at {rate}, the "
-        "classifier's rate, whatever the input's own rate.</p>"
+        f"<p>Interpreter: {links}. {_rate_sentence(entries, rate)}</p>"
+    )
+
+
+def _rate_sentence(entries: list[dict], rate: str) -> str:
+    """At which rate the sounds are written, and what happened above the classifier's band."""
+    own = [entry["above_nyquist"] for entry in entries if entry.get("above_nyquist") is not None]
+    if not own:
+        return (
+            f"Every sound on this page is written at {rate}, the classifier's rate, whatever "
+            "the input's own rate (--own_rate writes them at the input's)."
+        )
+    band = "kept in the interpretation" if all(own) else "moved to the residual"
+    return (
+        f"Sounds are written at each input's own rate ({rate}); the band above the classifier's "
+        f"Nyquist frequency, which it never heard, is {band}."
     )
 
 
