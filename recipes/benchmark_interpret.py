@@ -35,6 +35,13 @@ def write_clips(folder: Path, n: int, seconds: float, rate: int, seed: int = 0) 
         )
 
 
+def seconds_of(args: list[str]) -> float:
+    """Wall seconds of one Python process run with ``args``."""
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
 def timed_run(args: list[str]) -> tuple[float, int]:
     """Wall seconds and peak resident memory (MB) of one interpret.py process."""
     start = time.perf_counter()
@@ -58,13 +65,8 @@ def main(argv: list[str]) -> int:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        start = time.perf_counter()
-        subprocess.run(
-            [sys.executable, str(ROOT / "recipes" / "interpret.py"), "--help"],
-            check=True,
-            capture_output=True,
-        )
-        results["startup_s"] = time.perf_counter() - start
+        results["help_s"] = seconds_of([str(ROOT / "recipes" / "interpret.py"), "--help"])
+        results["startup_s"] = seconds_of(["-c", "import interpreters.inference.cli"])
         write_clips(tmp / "one", 1, 1.0, 16000)
         one, _ = timed_run(["--source", args.source, str(tmp / "one"), "--out", str(tmp / "o1")])
         write_clips(tmp / "clips", args.n, 1.0, 16000)

@@ -12,7 +12,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import interpreters  # noqa: E402,F401  (installs the torchaudio compat hook first)
 from interpreters.errors import InterpreterError  # noqa: E402
-from interpreters.inference.cli import interpret_inputs  # noqa: E402
 
 
 def main(argv: list[str]) -> int:
@@ -45,6 +44,8 @@ def main(argv: list[str]) -> int:
         "or moved to the residual",
     )
     args = parser.parse_args(argv)
+    from interpreters.inference.cli import interpret_inputs  # torch & co: after --help and usage
+
     try:
         done, failed, notes = interpret_inputs(
             args.source,
