@@ -92,6 +92,29 @@ class FrontEnd(nn.Module):
         )
         return spec.transpose(1, 2)
 
+    def compressed_magnitude(self, wavs: torch.Tensor, chunk_frames: int = 2048) -> torch.Tensor:
+        """``compress(|stft(wavs)|)`` [B, T, F] computed a few thousand frames at a time: the
+        same values, without a long file's whole complex spectrum in memory at once."""
+        wavs = torch.nn.functional.pad(wavs, (0, (-wavs.shape[-1]) % self.hop_length))
+        half = self.n_fft // 2
+        padded = torch.nn.functional.pad(wavs[:, None], (half, half), mode="reflect")[:, 0]
+        total = wavs.shape[-1] // self.hop_length + 1
+        parts = []
+        for start in range(0, total, chunk_frames):
+            stop = min(start + chunk_frames, total)
+            segment = padded[:, start * self.hop_length : (stop - 1) * self.hop_length + self.n_fft]
+            spec = torch.stft(
+                segment,
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                window=self.window,
+                center=False,
+                return_complex=True,
+            )
+            parts.append(self.compress(spec.abs()).transpose(1, 2))
+        return torch.cat(parts, dim=1)
+
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
         """Inverse of ``stft`` for a [B, T, F] complex spectrum, trimmed to ``length`` samples."""
         padded = (spec.shape[1] - 1) * self.hop_length
@@ -152,8 +175,14 @@ class FrontEnd(nn.Module):
 
     def ratio_mask(self, mixture_magnitude: torch.Tensor, stem_magnitude: torch.Tensor):
         """``ideal_mask`` from magnitudes already computed: compressed stem over mixture."""
-        target = self.compress(stem_magnitude)
-        return (target / self.compress(mixture_magnitude).clamp_min(1e-8)).clamp(0.0, 1.0)
+        return self.compressed_ratio(
+            self.compress(mixture_magnitude), self.compress(stem_magnitude)
+        )
+
+    @staticmethod
+    def compressed_ratio(mixture: torch.Tensor, stem: torch.Tensor) -> torch.Tensor:
+        """The mask that turns the compressed ``mixture`` into the compressed ``stem``."""
+        return (stem / mixture.clamp_min(1e-8)).clamp(0.0, 1.0)
 
 
 MAX_PEAK = 1000.0  # 60 dB above full scale: beyond it a float file is broken, not loud

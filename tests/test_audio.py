@@ -116,3 +116,40 @@ def test_every_length_resynthesises_without_a_click_at_the_end():
         assert whole.shape == wav.shape and (whole - wav).abs().max() < 1e-5, length
         half = front_end.synthesise(spectrum, torch.full_like(spectrum.compressed, 0.5))
         assert half.abs().max() < wav.abs().max(), length
+
+
+@pytest.mark.parametrize("settings", [{}, {"n_fft": 400, "win_length": 300, "hop_length": 160}])
+def test_compressed_magnitude_in_chunks_equals_the_whole_stft(settings):
+    front_end = FrontEnd(16000, **settings)
+    for length in (1601, 16000 * 3 + 17, 100000):
+        wavs = torch.randn(2, length, generator=torch.Generator().manual_seed(length))
+        whole = front_end.compress(front_end.stft(wavs).abs())
+        chunked = front_end.compressed_magnitude(wavs, chunk_frames=37)
+        assert chunked.shape == whole.shape
+        torch.testing.assert_close(chunked, whole, atol=1e-6, rtol=0)
+
+
+def test_a_mask_carried_to_another_rate_keeps_what_it_kept():
+    from interpreters.audio import mask_at_rate, resample_wav
+
+    front_end = FrontEnd(16000)
+    t = torch.arange(44100 * 2) / 44100
+    tones = {hz: torch.sin(2 * torch.pi * hz * t) for hz in (1000, 5000, 12000)}
+    wav44 = 0.3 * tones[1000] + 0.3 * tones[5000] + 0.1 * tones[12000]
+    wav16 = resample_wav(wav44, 44100, 16000)
+    spectrum = front_end.analyse(wav16[None])
+    mask = torch.zeros(spectrum.compressed.shape[1:])
+    mask[:, :64] = 1.0  # keeps what lies below 2 kHz
+    at16, _ = front_end.listenable(spectrum, mask[None])
+    same, _ = mask_at_rate(front_end, mask, wav16, 16000)
+    torch.testing.assert_close(same, at16[0], atol=1e-6, rtol=0)
+    for keep_above in (True, False):
+        at44, residual = mask_at_rate(front_end, mask, wav44, 44100, keep_above)
+        assert at44.shape == wav44.shape == residual.shape
+        back = resample_wav(at44, 44100, 16000)
+        assert torch.corrcoef(torch.stack([back, at16[0]]))[0, 1] > 0.99
+        energy = torch.fft.rfft(at44).abs()
+        frequencies = torch.fft.rfftfreq(len(at44), 1 / 44100)
+        at = {hz: energy[(frequencies - hz).abs() < 100].sum() for hz in tones}
+        assert at[5000] < 0.05 * at[1000]
+        assert (at[12000] > 0.2 * at[1000]) == keep_above

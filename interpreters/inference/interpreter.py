@@ -204,7 +204,7 @@ class Interpreter:
         the whole file's (no phase: a long file's is never needed, and costs its memory)."""
         if explanation.mask.shape[0] == 1 and explanation.spectrum is not None:
             return explanation.spectrum.compressed
-        return self.front_end.compress(self.front_end.stft(wav[None].to(self.device)).abs())
+        return self.front_end.compressed_magnitude(wav[None].to(self.device))
 
     def file_mask(
         self, wav: torch.Tensor, explanation: Explanation, compressed: torch.Tensor
@@ -215,9 +215,8 @@ class Interpreter:
             mask = self.explainer.time_frequency_mask(explanation, wav[None].to(self.device))
             return mask[0].cpu()
         interpretation = explanation.interpretation.reshape(-1)[None, : len(wav)]
-        mixture = self.front_end.expand(compressed)
-        kept = self.front_end.stft(interpretation).abs()
-        return self.front_end.ratio_mask(mixture, kept)[0].cpu()
+        kept = self.front_end.compressed_magnitude(interpretation)
+        return self.front_end.compressed_ratio(compressed, kept)[0].cpu()
 
     def faithfulness(self, explanation: Explanation, weights: torch.Tensor) -> dict[str, float]:
         """AI, AD, AG, FF, Fid-In of this explanation and the explained class's probability on
