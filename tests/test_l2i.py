@@ -140,7 +140,9 @@ def test_l2i_explains_the_class_it_is_asked_about(explainer_and_mixtures, which)
     contribution = extras["pooled"] * explainer.theta.linear.weight[target]
     largest = contribution.amax(-1, keepdim=True).clamp_min(1e-8)
     assert torch.allclose(extras["relevance"] * largest, contribution, atol=1e-6)
-    assert torch.equal(extras["selected"], (extras["relevance"] > 0.2).float())
+    assert torch.equal(
+        extras["selected"], (extras["relevance"] > explainer.relevance_threshold).float()
+    )
 
 
 def test_component_masks_of_a_partition_add_up(explainer_and_mixtures):

@@ -95,7 +95,7 @@ class L2I(Explainer):
         psi: ActivationDecoder,
         theta: AttentionClassifier,
         dictionary: NMFDictionary,
-        relevance_threshold: float = 0.2,
+        relevance_threshold: float = 0.0,
         top_k: int = 3,
         n_listen_components: int = 3,
         name: str = "",
