@@ -80,14 +80,21 @@ class FrontEnd(nn.Module):
         lie under the tail of one window only, where the inverse divides by a near-zero window
         sum and any change of the spectrum there comes back as a loud click.
         """
-        wavs = torch.nn.functional.pad(wavs, (0, (-wavs.shape[-1]) % self.hop_length))
+        return self.frames_stft(self.hop_padded(wavs), center=True)
+
+    def hop_padded(self, wavs: torch.Tensor) -> torch.Tensor:
+        """[B, N] zero-padded at the end to a whole number of hops."""
+        return torch.nn.functional.pad(wavs, (0, (-wavs.shape[-1]) % self.hop_length))
+
+    def frames_stft(self, wavs: torch.Tensor, center: bool) -> torch.Tensor:
+        """torch.stft with this front end's settings, time first: [B, T, F]."""
         spec = torch.stft(
             wavs,
             n_fft=self.n_fft,
             hop_length=self.hop_length,
             win_length=self.win_length,
             window=self.window,
-            center=True,
+            center=center,
             return_complex=True,
         )
         return spec.transpose(1, 2)
@@ -95,7 +102,7 @@ class FrontEnd(nn.Module):
     def compressed_magnitude(self, wavs: torch.Tensor, chunk_frames: int = 2048) -> torch.Tensor:
         """``compress(|stft(wavs)|)`` [B, T, F] computed a few thousand frames at a time: the
         same values, without a long file's whole complex spectrum in memory at once."""
-        wavs = torch.nn.functional.pad(wavs, (0, (-wavs.shape[-1]) % self.hop_length))
+        wavs = self.hop_padded(wavs)
         half = self.n_fft // 2
         padded = torch.nn.functional.pad(wavs[:, None], (half, half), mode="reflect")[:, 0]
         total = wavs.shape[-1] // self.hop_length + 1
@@ -103,16 +110,7 @@ class FrontEnd(nn.Module):
         for start in range(0, total, chunk_frames):
             stop = min(start + chunk_frames, total)
             segment = padded[:, start * self.hop_length : (stop - 1) * self.hop_length + self.n_fft]
-            spec = torch.stft(
-                segment,
-                n_fft=self.n_fft,
-                hop_length=self.hop_length,
-                win_length=self.win_length,
-                window=self.window,
-                center=False,
-                return_complex=True,
-            )
-            parts.append(self.compress(spec.abs()).transpose(1, 2))
+            parts.append(self.compress(self.frames_stft(segment, center=False).abs()))
         return torch.cat(parts, dim=1)
 
     def istft(self, spec: torch.Tensor, length: int) -> torch.Tensor:
