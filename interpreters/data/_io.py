@@ -35,12 +35,17 @@ def write_float_wav(path: str, signal: np.ndarray, sample_rate: int) -> None:
         handle.write(signal)
 
 
-def write_json_atomic(path: str, obj: dict) -> None:
+def write_json_atomic(path: str | os.PathLike, obj: dict) -> None:
     """Write JSON to a temporary file then rename it, so a reader never sees half a file."""
-    tmp = f"{path}.tmp"
+    write_text_atomic(path, json.dumps(obj, indent=2) + "\n")
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write text through a temporary file of this process and a rename: a reader, or another
+    process writing the same file, never sees half of it."""
+    tmp = f"{os.fspath(path)}.{os.getpid()}.tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
-        json.dump(obj, handle, indent=2)
-        handle.write("\n")
+        handle.write(text)
     os.replace(tmp, path)
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from interpreters.data._io import write_json_atomic
 from interpreters.errors import InterpreterError
 from interpreters.inference.interpreter import FileInterpretation, Interpreter
 from interpreters.inference.report import write_html_report
@@ -89,7 +90,7 @@ def interpret_inputs(
         rate = write_file_sounds(interpreter, result, folder, own_rate, keep_above)
         entry = save_result(result, folder, interpreter, out, source, target, figures)
         entry.update(sample_rate=rate, above_nyquist=None if not own_rate else keep_above)
-        write_json_atomically(folder / ENTRY_JSON, entry)
+        write_json_atomic(folder / ENTRY_JSON, entry)
         done += 1
     write_html_report(
         out / "report.html", collect_entries(out), failed, title=f"Interpretations in {out}"
@@ -106,7 +107,7 @@ def claim_folder(out: Path, name: Path, path: Path) -> tuple[Path, str | None]:
     while True:
         try:
             candidate.mkdir(parents=True)
-            write_json_atomically(candidate / ENTRY_JSON, {"file": wanted})
+            write_json_atomic(candidate / ENTRY_JSON, {"file": wanted})
             if index == 1:
                 return candidate, None
             return (
@@ -126,13 +127,6 @@ def explained_file(folder: Path) -> str | None:
         return json.loads((folder / ENTRY_JSON).read_text()).get("file")
     except (OSError, ValueError, AttributeError):
         return None
-
-
-def write_json_atomically(path: Path, value: dict) -> None:
-    """Write JSON through a temporary file and a rename, so readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value, indent=1))
-    os.replace(temporary, path)
 
 
 def collect_entries(out: Path) -> list[dict]:
@@ -160,8 +154,7 @@ def write_file_sounds(
     if own_rate:
         sounds, rate = interpreter.at_own_rate(result, keep_above)
     else:
-        sounds = {"input": result.wav, "interpretation": result.interpretation}
-        sounds, rate = {**sounds, "residual": result.residual}, interpreter.sample_rate
+        sounds, rate = result.sounds(), interpreter.sample_rate
     write_sounds({kind: folder / f"{kind}.wav" for kind in sounds}, sounds, rate)
     return rate
 
@@ -196,7 +189,6 @@ def save_result(
         "source": str(source),
         "label": result.label,
         "asked": target,  # None: the decision was explained
-        "sample_rate": rate,
         "audio": {kind: str((folder / f"{kind}.wav").relative_to(out)) for kind in SOUNDS},
         "picture": str((folder / "explanation.png").relative_to(out)),
         "picture_axes": None if figures else [len(result.wav) / rate, rate / 2],

@@ -44,6 +44,10 @@ class FileInterpretation:
     label: str
     faithfulness: dict[str, float]
 
+    def sounds(self) -> dict[str, torch.Tensor]:
+        """Input, interpretation and residual at the classifier's rate."""
+        return {"input": self.wav, "interpretation": self.interpretation, "residual": self.residual}
+
 
 class Interpreter:
     """A pretrained explainer and its classifier, ready to explain batches and files."""
@@ -176,10 +180,9 @@ class Interpreter:
         import soundfile as sf
 
         rate = sf.info(str(result.path)).samplerate
-        wav = load_audio(result.path, rate, downmix=True)
         if rate == self.sample_rate:
-            sounds = {"input": result.wav, "interpretation": result.interpretation}
-            return {**sounds, "residual": result.residual}, rate
+            return result.sounds(), rate
+        wav = load_audio(result.path, rate, downmix=True)
         with torch.no_grad():
             kept, removed = mask_at_rate(self.front_end, result.mask, wav, rate, keep_above)
         return {"input": wav, "interpretation": kept.cpu(), "residual": removed.cpu()}, rate
@@ -224,7 +227,8 @@ class Interpreter:
         over windows."""
         with torch.no_grad():
             halves = [
-                classify_halves(self.explainer.classifier, part) for part in split(explanation)
+                classify_halves(self.explainer.classifier, part)
+                for part in explanation_batches(explanation)
             ]
             heard = tuple(torch.cat(side) for side in zip(*halves))
             values = faithfulness_scores(explanation, *heard)
@@ -244,6 +248,9 @@ def chunks(windows: torch.Tensor) -> tuple[torch.Tensor, ...]:
     return windows.split(WINDOW_BATCH)
 
 
+FIELDS = ("mask", "interpretation", "residual", "logits", "target")  # batched Explanation fields
+
+
 def concatenate(parts: list[Explanation]) -> Explanation:
     """The explanations of consecutive batches as one (a single part is returned as is; the
     spectrum of several is dropped, as a long file is analysed whole again)."""
@@ -261,10 +268,7 @@ def concatenate(parts: list[Explanation]) -> Explanation:
     )
 
 
-FIELDS = ("mask", "interpretation", "residual", "logits", "target")
-
-
-def split(explanation: Explanation) -> list[Explanation]:
+def explanation_batches(explanation: Explanation) -> list[Explanation]:
     """An explanation in batches of at most WINDOW_BATCH (the parts faithfulness needs)."""
     count = len(explanation.target)
     return [

@@ -4,9 +4,10 @@ classes and the classifier's view of what the explanation keeps and removes."""
 
 from __future__ import annotations
 
-import os
 from html import escape
 from pathlib import Path
+
+from interpreters.data._io import write_text_atomic
 
 # name: (what it means for one file, which way is better)
 FIGURES = {
@@ -56,9 +57,7 @@ def write_html_report(
         if failed
         else "",
     )
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(page)
-    os.replace(temporary, path)
+    write_text_atomic(path, page)
     return path
 
 
