@@ -56,3 +56,23 @@ def trained_classifier(tmp_path_factory):
         *TINY_DATA,
     )
     return {"data": data, "output": out, "pretrained": out / "pretrained"}
+
+
+@pytest.fixture(scope="session")
+def exported(trained_classifier, tmp_path_factory):
+    """A tiny L-MAC run trained through recipes/train.py, then exported by recipes/export.py."""
+    base = tmp_path_factory.mktemp("lmac")
+    run = base / "run"
+    run_recipe(
+        "train.py",
+        "hparams/lmac.yaml",
+        f"--data_folder={trained_classifier['data']}",
+        f"--classifier_source={trained_classifier['pretrained']}",
+        f"--output_folder={run}",
+        "--number_of_epochs=1",
+        "--batch_size=4",
+        "--n_examples=2",
+        *TINY_DATA,
+    )
+    run_recipe("export.py", "--run", str(run), "--out", str(base / "exported"))
+    return {"run": run, "folder": base / "exported", "base": base}

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from conftest import TINY_DATA, run_recipe
+from conftest import run_recipe
 
 from interpreters.errors import InterpreterError
 from interpreters.inference import Interpreter
@@ -25,26 +25,6 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-
-
-@pytest.fixture(scope="module")
-def exported(trained_classifier, tmp_path_factory):
-    """A tiny L-MAC run trained through recipes/train.py, then exported by recipes/export.py."""
-    base = tmp_path_factory.mktemp("lmac")
-    run = base / "run"
-    run_recipe(
-        "train.py",
-        "hparams/lmac.yaml",
-        f"--data_folder={trained_classifier['data']}",
-        f"--classifier_source={trained_classifier['pretrained']}",
-        f"--output_folder={run}",
-        "--number_of_epochs=1",
-        "--batch_size=4",
-        "--n_examples=2",
-        *TINY_DATA,
-    )
-    run_recipe("export.py", "--run", str(run), "--out", str(base / "exported"))
-    return {"run": run, "folder": base / "exported", "base": base}
 
 
 def test_export_layout_and_model_card(exported):
