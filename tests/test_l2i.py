@@ -8,9 +8,11 @@ import torch
 from conftest import TINY_DATA, run_recipe
 
 from interpreters.audio import FrontEnd, load_audio
-from interpreters.evaluation.run import load_method
+from interpreters.evaluation.run import METHOD_KEYS, load_method
+from interpreters.experiment import setup
 from interpreters.explainers.base import Explanation
 from interpreters.explainers.nmf import NMFDictionary, load_dictionary, relative_error
+from interpreters.training.recipe import build_brain
 
 N_COMPONENTS = 8
 
@@ -175,6 +177,22 @@ def test_fidelity_is_scored_against_the_classifier_decision(explainer_and_mixtur
     values = explainer.method_metrics(explanation)
     assert values["Θ top-1"].tolist() == [100.0, 0.0, 0.0, 0.0]
     assert values["Θ top-3"].tolist() == [100.0, 100.0, 0.0, 100.0]
+
+
+def test_faithfulness_term_trains_psi_through_the_interpretation(l2i_run, explainer_and_mixtures):
+    _, batch = explainer_and_mixtures
+    grads = {}
+    for weight in (0.0, 1.0):
+        experiment = setup([*l2i_run["args"], f"--lambda_faith={weight}"], METHOD_KEYS)
+        brain = build_brain(experiment)
+        torch.manual_seed(0)
+        loss = brain.compute_objectives(
+            brain.compute_forward(batch, sb.Stage.TRAIN), batch, sb.Stage.TRAIN
+        )
+        loss.backward()
+        grads[weight] = torch.cat([p.grad.flatten() for p in brain.modules.psi.parameters()])
+    assert torch.isfinite(grads[1.0]).all()
+    assert not torch.allclose(grads[0.0], grads[1.0])  # the classifier's view reaches Ψ
 
 
 def test_export_ships_the_dictionary_and_reloads_without_it(l2i_run, nmf_run, tmp_path):

@@ -159,3 +159,51 @@ def test_export_and_from_hparams_reproduce_the_run(trained_run, tmp_path):
     saved = load_audio(str(source).replace("_input.wav", "_interpretation.wav"), 16000)
     explanation = interpreter.interpret_batch(load_audio(source, 16000)[None])
     assert torch.allclose(explanation.interpretation[0], saved, atol=1e-5)
+
+
+def test_class_conditioned_decoder_explains_any_class_and_trains_on_mixtures(
+    trained_classifier, tmp_path
+):
+    brain = _brain(
+        trained_classifier,
+        tmp_path,
+        class_conditioned=True,
+        mix_prob=1.0,
+        two_targets=True,
+        disjoint_pairs=True,
+        seed=0,
+    )
+    explainer = brain.explainer
+    assert explainer.conditioned
+    torch.manual_seed(0)
+    wavs = torch.randn(2, 3000) * 0.1
+    masks = [explainer.explain(wavs, target=torch.tensor([c, c])).mask for c in (0, 1)]
+    assert not torch.allclose(masks[0], masks[1])  # the mask follows the class asked
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+
+    batch = PaddedBatch([{"sig": 0.1 * torch.randn(3000)} for _ in range(4)])
+    explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
+    decisions = brain.classifier(batch.sig.data).argmax(-1)
+    # two mixtures (clips 0+1, 2+3), each explained for both clips' own decisions
+    assert explanation.target.tolist() == [*decisions[[0, 2]].tolist(), *decisions[[1, 3]].tolist()]
+    loss = brain.loss(explanation, *heard)
+    loss.backward()
+    grads = [p.grad for p in brain.modules.interpreter.representation_decoder.parameters()]
+    assert torch.isfinite(loss) and any(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_unconditioned_lmac_td_refuses_two_targets_in_one_line(trained_classifier, tmp_path):
+    brain = _brain(
+        trained_classifier, tmp_path, mix_prob=1.0, two_targets=True, seed=0, training_crop=0.0
+    )
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+
+    clips = sorted((trained_classifier["data"] / "train").glob("*.wav"))
+    wavs = [torch.from_numpy(sf.read(path, dtype="float32")[0]) for path in clips]
+    decisions = brain.classifier(torch.stack(wavs)).argmax(-1)
+    first = int((decisions != decisions[0]).nonzero()[0, 0])  # a clip decided otherwise
+    batch = PaddedBatch([{"sig": wavs[0]}, {"sig": wavs[first]}])
+    with pytest.raises(InterpreterError, match="not conditioned on the class"):
+        brain.compute_forward(batch, sb.Stage.TRAIN)

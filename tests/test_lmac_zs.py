@@ -116,6 +116,26 @@ def test_prompt_sensitivity_hand_values():
     torch.testing.assert_close(same["cos"], torch.ones(2))
 
 
+def test_mismatch_term_weighs_each_mask_by_how_little_its_audio_matches_the_prompt():
+    from types import SimpleNamespace
+
+    from interpreters.training.lmac_zs import LMACZSBrain
+
+    masks = torch.ones(1, 2, 1, 2)
+    masks[0, 1] = 0.5
+    pairs = {
+        "masks": masks,
+        "similarity": torch.zeros(1, 2),
+        "masked_similarity": torch.zeros(1, 2),
+        "logits": torch.tensor([[0.5, 0.25, 0.25]]).log(),
+        "classes": torch.tensor([0, 2]),
+    }
+    weights = SimpleNamespace(lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=2.0)
+    loss = LMACZSBrain.pair_loss(SimpleNamespace(hparams=weights), pairs)
+    # mean((1 - 0.5)·1, (1 - 0.25)·0.5) = 0.4375, times λ = 2
+    assert float(loss) == pytest.approx(0.875)
+
+
 def test_free_text_is_told_from_class_targets():
     labels = ["siren", "knock"]
     assert is_free_text("a rising whistle", labels)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from interpreters.errors import InterpreterError
+from interpreters.explainers.base import Evidence, resolve_target
 from interpreters.models.base import AudioClassifier
 
 
@@ -73,3 +74,25 @@ def class_condition(
         maps.append(cam / peak[:, None, None, None])
     hidden = [h.detach() for h in hidden]
     return logits.detach(), hidden, ClassCondition(target, weights, maps)
+
+
+def conditioned_evidence(
+    explainer, wavs: torch.Tensor, lens: torch.Tensor | None, target
+) -> Evidence:
+    """The shared path's evidence plus the class condition of the target at every hidden level
+    (for decoders told the class they explain)."""
+    wavs = wavs.to(explainer.device)
+    logits, hidden, condition = class_condition(
+        explainer.classifier, wavs, lambda logits: resolve_target(target, logits, explainer.labels)
+    )
+    spectrum = explainer.front_end.analyse(wavs)
+    return Evidence(wavs, lens, logits, hidden, condition.target, spectrum, condition)
+
+
+def weighted_maps(hidden: list[torch.Tensor], condition: ClassCondition) -> list[torch.Tensor]:
+    """Each hidden map weighted by the class's channel weights, with the class map appended as
+    one more channel: [B, C + 1, T', F'] per level."""
+    return [
+        torch.cat([h * w[:, :, None, None], cam], dim=1)
+        for h, w, cam in zip(hidden, condition.weights, condition.maps)
+    ]

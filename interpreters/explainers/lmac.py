@@ -19,8 +19,8 @@ import torch.nn.functional as F
 
 from interpreters.audio import FrontEnd
 from interpreters.errors import InterpreterError
-from interpreters.explainers.base import Evidence, Explainer, resolve_target
-from interpreters.explainers.conditioning import ClassCondition, class_condition
+from interpreters.explainers.base import Evidence, Explainer
+from interpreters.explainers.conditioning import ClassCondition, conditioned_evidence
 from interpreters.models.base import AudioClassifier
 
 NHWC = torch.channels_last
@@ -181,12 +181,7 @@ class LMAC(Explainer):
 
     def gather(self, wavs: torch.Tensor, lens: torch.Tensor | None, target) -> Evidence:
         """As the shared path, plus the class condition of the target at every hidden level."""
-        wavs = wavs.to(self.device)
-        logits, hidden, condition = class_condition(
-            self.classifier, wavs, lambda logits: resolve_target(target, logits, self.labels)
-        )
-        spectrum = self.front_end.analyse(wavs)
-        return Evidence(wavs, lens, logits, hidden, condition.target, spectrum, condition)
+        return conditioned_evidence(self, wavs, lens, target)
 
     def mask(self, evidence: Evidence) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """The decoder's mask for the class the condition carries."""

@@ -23,6 +23,7 @@ from interpreters.audio import FrontEnd
 from interpreters.errors import InterpreterError
 from interpreters.evaluation import metrics
 from interpreters.explainers.base import Evidence, Explainer, Explanation
+from interpreters.explainers.conditioning import ClassCondition, conditioned_evidence, weighted_maps
 from interpreters.models.base import AudioClassifier
 
 
@@ -50,7 +51,9 @@ def init_perfect_reconstruction(encoder: nn.Module, decoder: nn.Module) -> None:
 class RepresentationDecoder(nn.Module):
     """Classifier hidden maps -> N-channel features on the encoder's frames [B, N, frames]:
     each map is pooled to a few frequency bands, projected by a 1×1 conv, resized in time,
-    and the maps are fused by addition (L-MAC's decoder idea, on the encoder's grid)."""
+    and the maps are fused by addition (L-MAC's decoder idea, on the encoder's grid).
+    ``class_conditioned``: the maps are those of the explained class (weighted by its Grad-CAM
+    channel weights, its class map appended), as L-MAC's decoder is told the class."""
 
     def __init__(
         self,
@@ -58,16 +61,25 @@ class RepresentationDecoder(nn.Module):
         channels: int,
         layers: list[int] = (-2, -1),
         bands: int = 4,
+        class_conditioned: bool = False,
     ) -> None:
         super().__init__()
         self.layers = list(layers)
+        self.class_conditioned = class_conditioned
+        extra = 1 if class_conditioned else 0
         self.pool = nn.AdaptiveAvgPool2d((None, bands))
         self.projections = nn.ModuleList(
-            nn.Conv1d(hidden_channels[i] * bands, channels, kernel_size=1) for i in self.layers
+            nn.Conv1d((hidden_channels[i] + extra) * bands, channels, kernel_size=1)
+            for i in self.layers
         )
 
-    def forward(self, hidden: list[torch.Tensor], frames: int) -> torch.Tensor:
-        """Hidden representations -> [B, channels, frames]."""
+    def forward(
+        self, hidden: list[torch.Tensor], frames: int, condition: ClassCondition | None = None
+    ) -> torch.Tensor:
+        """Hidden representations (and the class condition, when conditioned) ->
+        [B, channels, frames]."""
+        if self.class_conditioned:
+            hidden = weighted_maps(hidden, condition)
         return sum(
             F.interpolate(
                 projection(self.pool(hidden[i]).transpose(2, 3).flatten(1, 2)),
@@ -118,15 +130,18 @@ class SepformerInterpreter(nn.Module):
         return self.stride, self.stride + (-(padded - self.kernel) % self.stride)
 
     def forward(
-        self, wavs: torch.Tensor, hidden: list[torch.Tensor]
+        self,
+        wavs: torch.Tensor,
+        hidden: list[torch.Tensor],
+        condition: ClassCondition | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Waveforms [B, L] + hidden maps -> mask [B, frames, N], interpretation and residual
-        [B, L]."""
+        """Waveforms [B, L] + hidden maps (+ the class condition) -> mask [B, frames, N],
+        interpretation and residual [B, L]."""
         length = wavs.shape[-1]
         left, right = self.padding(length)
         features = self.encoder(F.pad(wavs, (left, right)))
         mixed = (1 - self.alpha) * features + self.alpha * self.representation_decoder(
-            hidden, features.shape[-1]
+            hidden, features.shape[-1], condition
         )
         mask = self.masknet(mixed)[0]
         kept = torch.cat([features * mask, features * (1 - mask)])
@@ -139,10 +154,10 @@ class LMACTD(Explainer):
     """LMAC-TD: the SepFormer ``interpreter`` masks encoder features and decodes waveforms.
 
     ``Explanation.mask`` is the [B, frames, N] encoder mask; its mask on the STFT grid is the
-    one that turns the input into the interpretation. Not told the class: decisions only.
+    one that turns the input into the interpretation. Told the class when its representation
+    decoder is ``class_conditioned`` (any class explained); decisions only otherwise.
     """
 
-    conditioned = False
     method_columns = ["recon SI-SNR"]
 
     def __init__(
@@ -154,10 +169,19 @@ class LMACTD(Explainer):
     ) -> None:
         super().__init__(classifier, front_end, name or "LMAC-TD")
         self.interpreter = interpreter
+        self.conditioned = interpreter.representation_decoder.class_conditioned
+
+    def gather(self, wavs: torch.Tensor, lens: torch.Tensor | None, target) -> Evidence:
+        """The shared path, plus the target's class condition when the decoder is told it."""
+        if self.conditioned:
+            return conditioned_evidence(self, wavs, lens, target)
+        return super().gather(wavs, lens, target)
 
     def render(self, evidence: Evidence) -> Explanation:
         """The decoder's waveforms directly; no input phase is reused."""
-        mask, interpretation, residual = self.interpreter(evidence.wavs, evidence.hidden)
+        mask, interpretation, residual = self.interpreter(
+            evidence.wavs, evidence.hidden, evidence.condition
+        )
         lens = evidence.lens if evidence.lens is not None else torch.ones(len(evidence.wavs))
         extras = {"input": evidence.wavs, "lens": lens}
         return evidence.explanation(mask, interpretation, residual, extras)

@@ -203,6 +203,7 @@ class LMACZS(Explainer):
             "similarity": similarity,
             "masked_similarity": masked_similarity.view(batch, prompts),
             "logits": logits,
+            "classes": classes,
             "spectrum": spectrum,
             "text": text,
         }
@@ -221,6 +222,7 @@ class LMACZS(Explainer):
             "pair_masks": pairs["masks"].detach(),
             "pair_similarity": pairs["similarity"],
             "pair_masked_similarity": pairs["masked_similarity"],
+            "pair_logits": logits,
         }
         interpretation, residual = self.front_end.listenable(pairs["spectrum"], mask)
         return Explanation(

@@ -1,4 +1,6 @@
-"""Training L2I's Ψ and Θ: α·‖WH − log1p|X|‖² + β·‖H‖₁ + λ_fid·CE(Θ(H), softmax f(x)/τ)."""
+"""Training L2I's Ψ and Θ: α·‖WH − log1p|X|‖² + β·‖H‖₁ + λ_fid·CE(Θ(H), softmax f(x)/τ),
+plus, with λ_faith > 0, λ_faith·CE(f(interpretation), decision): the classifier must still hear
+its decision in the components L2I keeps (a faithfulness term upstream does not have)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import speechbrain as sb
 import torch
 
 from interpreters.explainers.base import Explanation
-from interpreters.training.brain import InterpreterBrain
+from interpreters.training.brain import InterpreterBrain, decision_cross_entropy
 
 
 class L2IBrain(InterpreterBrain):
@@ -17,11 +19,13 @@ class L2IBrain(InterpreterBrain):
         "beta",
         "lambda_fid",
         "temperature",
+        "lambda_faith",
     ]
 
     def compute_forward(self, batch, stage):
-        """While training, only Ψ and Θ run: no resynthesis, no extra classifier passes."""
-        if stage != sb.Stage.TRAIN:
+        """While training, only Ψ and Θ run (no resynthesis, no extra classifier passes) unless
+        the faithfulness term needs the classifier's view of the interpretation."""
+        if stage != sb.Stage.TRAIN or self.hparams.lambda_faith > 0:
             return super().compute_forward(batch, stage)
         wavs = batch.sig.data.to(self.device)
         with torch.no_grad():
@@ -31,7 +35,7 @@ class L2IBrain(InterpreterBrain):
 
     def compute_objectives(self, outputs, batch, stage):
         """The L2I loss while training; the shared loss-plus-metrics path otherwise."""
-        if stage != sb.Stage.TRAIN:
+        if stage != sb.Stage.TRAIN or self.hparams.lambda_faith > 0:
             return super().compute_objectives(outputs, batch, stage)
         return self.l2i_loss(*outputs)
 
@@ -47,5 +51,9 @@ class L2IBrain(InterpreterBrain):
         )
 
     def loss(self, explanation: Explanation, in_logits, out_logits) -> torch.Tensor:
-        """The L2I loss; the classifier's view of the two halves plays no part in it."""
-        return self.l2i_loss(explanation.extras, explanation.logits)
+        """The L2I loss, plus the faithfulness of the interpretation when λ_faith > 0."""
+        loss = self.l2i_loss(explanation.extras, explanation.logits)
+        if self.hparams.lambda_faith > 0:
+            faith = decision_cross_entropy(in_logits, explanation.target)
+            loss = loss + self.hparams.lambda_faith * faith
+        return loss

@@ -1,19 +1,21 @@
 """Training LMAC-TD: l_in·CE(kept) − l_out·CE(removed) + reg·mean|log1p STFT(kept)|
-− consistency·SI-SNR(kept + removed, input), on random crops as SepFormer recipes train."""
+− consistency·SI-SNR(kept + removed, input), on random crops as SepFormer recipes train, and
+(with ``mix_prob`` > 0) on mixtures of the batch as L-MAC trains (``training.mixing``)."""
 
 from __future__ import annotations
 
 import speechbrain as sb
 import torch
 
-from interpreters.explainers.base import Explanation, classify_halves
-from interpreters.training.brain import InterpreterBrain, decision_cross_entropy
+from interpreters.explainers.base import Explanation
+from interpreters.training.brain import decision_cross_entropy
+from interpreters.training.mixing import MixingBrain
 
 
-class LMACTDBrain(InterpreterBrain):
+class LMACTDBrain(MixingBrain):
     """Keep what makes the decision, remove what does not, prefer quiet explanations."""
 
-    required_hparams = InterpreterBrain.required_hparams + [
+    required_hparams = MixingBrain.required_hparams + [
         "l_in",
         "l_out",
         "reg",
@@ -21,13 +23,12 @@ class LMACTDBrain(InterpreterBrain):
         "training_crop",
     ]
 
-    def compute_forward(self, batch, stage):
-        """As the base Brain, but training sees one random ``training_crop`` (seconds) per batch."""
-        wavs, lens = batch.sig.data.to(self.device), batch.sig.lengths.to(self.device)
+    def stage_batch(self, batch, stage) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training sees one random ``training_crop`` (seconds) of the batch."""
+        wavs, lens = super().stage_batch(batch, stage)
         if stage == sb.Stage.TRAIN and self.hparams.training_crop:
             wavs, lens = self.random_crop(wavs, lens)
-        explanation = self.explainer.explain(wavs, lens)
-        return explanation, classify_halves(self.classifier, explanation)
+        return wavs, lens
 
     def random_crop(
         self, wavs: torch.Tensor, lens: torch.Tensor

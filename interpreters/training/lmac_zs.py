@@ -1,5 +1,7 @@
 """Training LMAC-ZS on every audio x prompt pair of a batch:
-L = mean (s_ij − ŝ_ij)² + λ_reg·mean(M) + λ_div·mean_{i≠i'} cos(M_ij, M_i'j)."""
+L = mean (s_ij − ŝ_ij)² + λ_reg·mean(M) + λ_div·mean_{i≠i'} cos(M_ij, M_i'j)
+    + λ_mis·mean((1 − p_ij)·M_ij), p_ij the zero-shot probability of class j for audio i: a mask
+is penalised in proportion to how little its audio matches the prompt."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ class LMACZSBrain(InterpreterBrain):
     required_hparams = InterpreterBrain.required_hparams + [
         "lambda_reg",
         "lambda_div",
+        "lambda_mismatch",
         "prompts_per_batch",
     ]
 
@@ -58,14 +61,25 @@ class LMACZSBrain(InterpreterBrain):
                 "masks": extras["pair_masks"],
                 "similarity": extras["pair_similarity"],
                 "masked_similarity": extras["pair_masked_similarity"],
+                "logits": extras["pair_logits"],
+                "classes": torch.arange(
+                    extras["pair_logits"].shape[-1], device=extras["pair_logits"].device
+                ),
             }
         )
 
     def pair_loss(self, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks."""
+        """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks
+        + λ_mis·mean mask weighted by how little the audio matches each prompt."""
         masks = pairs["masks"]
         fit = (pairs["similarity"] - pairs["masked_similarity"]).square().mean()
         loss = fit + self.hparams.lambda_reg * masks.mean()
+        if self.hparams.lambda_mismatch > 0:
+            match = pairs["logits"].softmax(-1)[:, pairs["classes"]].detach()  # [B, P]
+            loss = (
+                loss
+                + self.hparams.lambda_mismatch * ((1 - match) * masks.flatten(2).mean(-1)).mean()
+            )
         prompts = masks.shape[1]
         if prompts > 1 and self.hparams.lambda_div > 0:
             unit = F.normalize(masks.flatten(2), dim=-1)

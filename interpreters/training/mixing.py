@@ -3,7 +3,11 @@ learnable without any stems (the classifier's own decisions on the clips are the
 
 from __future__ import annotations
 
+import speechbrain as sb
 import torch
+
+from interpreters.explainers.base import classify_halves
+from interpreters.training.brain import InterpreterBrain
 
 
 def mix_batch(
@@ -32,3 +36,85 @@ def mix_batch(
     mixture = mixture * peak[:, None]
     new_lens = torch.where(mixed, torch.maximum(lens, lens.roll(-1, dims=0)), lens)
     return mixture, new_lens, mixed
+
+
+def explained_mixtures(
+    classifier,
+    wavs: torch.Tensor,
+    lens: torch.Tensor,
+    snr_range: tuple[float, float],
+    generator: torch.Generator | None,
+    prob: float,
+    two_targets: bool,
+    disjoint_pairs: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The batch mixed on the fly and what to explain on it: with ``two_targets`` every mixture
+    twice, once for each clip's own decision (taken before mixing; no stems), on the B/2
+    mixtures of clips 2k and 2k + 1 with ``disjoint_pairs``. Returns wavs, lens, the targets
+    (None: each mixture's own decision) and which rows are true two-class pairs."""
+    if two_targets:
+        with torch.no_grad():
+            decisions = classifier(wavs).argmax(dim=-1)
+    wavs, lens, mixed = mix_batch(wavs, lens, snr_range, generator, prob)
+    if not two_targets:
+        return wavs, lens, None, None
+    other = torch.where(mixed, decisions.roll(-1), decisions)
+    if disjoint_pairs:  # mixtures 0, 2, 4...: clip 2k with 2k + 1, once each
+        keep = slice(0, 2 * (len(wavs) // 2), 2)
+        wavs, lens, mixed = wavs[keep], lens[keep], mixed[keep]
+        decisions, other = decisions[keep], other[keep]
+    target = torch.cat([decisions, other])
+    pairs = mixed & (other != decisions)
+    return torch.cat([wavs, wavs]), torch.cat([lens, lens]), target, pairs
+
+
+class MixingBrain(InterpreterBrain):
+    """An interpreter Brain that trains (and, with ``mix_valid``, validates) on mixtures of
+    its batches, explaining each mixture for the classes ``explained_mixtures`` picks."""
+
+    required_hparams = InterpreterBrain.required_hparams + [
+        "mix_prob",
+        "snr_range",
+        "two_targets",
+        "disjoint_pairs",
+        "mix_valid",
+        "seed",
+    ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.mix_generator = torch.Generator().manual_seed(int(self.hparams.seed))
+        self.valid_generator = torch.Generator()
+
+    def on_stage_start(self, stage, epoch=None) -> None:
+        """As the base; validation mixtures are drawn the same way at every epoch."""
+        super().on_stage_start(stage, epoch)
+        self.valid_generator.manual_seed(int(self.hparams.seed) + 1)
+
+    def stage_batch(self, batch, stage) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's waveforms and relative lengths as this stage sees them."""
+        return batch.sig.data.to(self.device), batch.sig.lengths.to(self.device)
+
+    def compute_forward(self, batch, stage):
+        """Mix the batch (training, and validation with ``mix_valid``) and explain it; clean
+        clips otherwise."""
+        hp = self.hparams
+        wavs, lens = self.stage_batch(batch, stage)
+        training = stage == sb.Stage.TRAIN
+        if not (training or (stage == sb.Stage.VALID and hp.mix_valid)) or hp.mix_prob <= 0:
+            explanation = self.explainer.explain(wavs, lens)
+            return explanation, classify_halves(self.classifier, explanation)
+        wavs, lens, target, pairs = explained_mixtures(
+            self.classifier,
+            wavs,
+            lens,
+            tuple(hp.snr_range),
+            self.mix_generator if training else self.valid_generator,
+            hp.mix_prob,
+            hp.two_targets,
+            hp.disjoint_pairs,
+        )
+        explanation = self.explainer.explain(wavs, lens, target)
+        if pairs is not None:
+            explanation.extras["pairs"] = pairs
+        return explanation, classify_halves(self.classifier, explanation)
