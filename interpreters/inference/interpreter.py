@@ -147,13 +147,8 @@ class Interpreter:
                 f"explain; give at least {MIN_SECONDS} s"
             )
         windows = self.split(wav)
-        with torch.no_grad():
-            logits = torch.cat(
-                [self.explainer.classifier(w.to(self.device)) for w in chunks(windows)]
-            )
-        probabilities = logits.softmax(-1)
-        weights = self.window_weights(len(wav), len(windows)).to(probabilities.device)
-        mean = (probabilities * weights[:, None]).sum(0) / weights.sum()
+        weights = self.window_weights(len(wav), len(windows))
+        mean = self.class_probabilities(wav)
         if target is None and self.explainer.conditioned:
             target = int(mean.argmax())
         explanation = concatenate([self.interpret_batch(w, target=target) for w in chunks(windows)])
@@ -171,6 +166,18 @@ class Interpreter:
             label=self.labels[explained],
             faithfulness=self.faithfulness(explanation, weights),
         )
+
+    def class_probabilities(self, wav: torch.Tensor) -> torch.Tensor:
+        """How the classifier hears a whole file [N]: class probabilities [C], the mean over its
+        windows weighted by their real samples (the file's decision is its argmax)."""
+        windows = self.split(wav)
+        with torch.no_grad():
+            logits = torch.cat(
+                [self.explainer.classifier(w.to(self.device)) for w in chunks(windows)]
+            )
+        probabilities = logits.softmax(-1)
+        weights = self.window_weights(len(wav), len(windows)).to(probabilities.device)
+        return (probabilities * weights[:, None]).sum(0) / weights.sum()
 
     def at_own_rate(
         self, result: FileInterpretation, keep_above: bool = True

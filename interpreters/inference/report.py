@@ -4,6 +4,7 @@ classes and the classifier's view of what the explanation keeps and removes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 
@@ -137,30 +138,42 @@ def _summary(entries: list[dict]) -> str:
     )
 
 
-def _verdict(entry: dict) -> str:
-    """The explanation's faithfulness in one sentence a non-expert reads."""
-    figures = entry["faithfulness"]
-    if "p_interpretation" not in figures:  # entries written before these figures existed
-        return ""
-    label = escape(entry["label"])
+def verdict_sentence(
+    label: str, figures: dict[str, float], mark: Callable[[str], str] = str
+) -> str:
+    """The explanation's faithfulness in one sentence a non-expert reads (the report's and the
+    app's); ``mark`` sets the class name off (HTML italics, Markdown emphasis)."""
+    p_input, p_kept = figures["p_input"], figures["p_interpretation"]
+    share = f" ({p_kept / p_input:.2f} times that confidence)" if p_input >= 0.01 else ""
     return (
-        f"<p class='verdict'>The input is heard as <i>{label}</i> with probability "
-        f"{figures['p_input']:.2f}; the kept part alone with {figures['p_interpretation']:.2f}, "
-        f"the removed part with {figures['p_residual']:.2f}.</p>"
+        f"The input is heard as {mark(label)} with probability {p_input:.2f}; the kept part "
+        f"alone with {p_kept:.2f}{share}, the removed part with {figures['p_residual']:.2f}."
     )
+
+
+def axes_caption(seconds: float, nyquist: float) -> str:
+    """What each panel of the bare three-panel picture is, and its axes."""
+    return (
+        "left to right: the input's spectrogram (log1p |X|), the mask (0 dark to 1 yellow), "
+        f"what the mask keeps; each panel 0–{seconds:.2f} s across, 0–{nyquist / 1000:g} kHz "
+        "bottom to top"
+    )
+
+
+def _verdict(entry: dict) -> str:
+    """The verdict sentence of one entry as a paragraph."""
+    if "p_interpretation" not in entry["faithfulness"]:  # entries written before these existed
+        return ""
+    sentence = verdict_sentence(
+        entry["label"], entry["faithfulness"], lambda label: f"<i>{escape(label)}</i>"
+    )
+    return f"<p class='verdict'>{sentence}</p>"
 
 
 def _axes(entry: dict) -> str:
-    """The caption of a bare three-panel picture: what each panel is and its axes."""
+    """The caption of a bare three-panel picture."""
     axes = entry.get("picture_axes")
-    if not axes:
-        return ""
-    seconds, nyquist = axes
-    return (
-        "<p class='axes'>left to right: the input's spectrogram (log1p |X|), the mask (0 dark "
-        f"to 1 yellow), what the mask keeps; each panel 0–{seconds:.2f} s across, "
-        f"0–{nyquist / 1000:g} kHz bottom to top</p>"
-    )
+    return f"<p class='axes'>{escape(axes_caption(*axes))}</p>" if axes else ""
 
 
 def _html_entry(entry: dict) -> str:
