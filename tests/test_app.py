@@ -194,6 +194,14 @@ def test_page_in_headless_chromium(explainer_app, clips, tmp_path):
             strength.fill("2")
             strength.press("Enter")
             page.wait_for_selector("text=mask strength 2.")
+            # the heading may update before the three players do: wait for every new source
+            page.wait_for_function(
+                "old => { const s = Array.from(document.querySelectorAll('audio[src]'))"
+                ".map(a => a.getAttribute('src'));"
+                " return s.length === 3 && s.every(x => !old.includes(x)); }",
+                arg=sorted(before),
+                timeout=60000,
+            )
             room.wait_for_explanation(page, 1)
             after = {a.get_attribute("src") for a in page.locator("audio[src]").all()}
             assert len(after) == 3 and not after & before, "the strength gave no new sounds"
