@@ -194,17 +194,18 @@ def test_page_in_headless_chromium(explainer_app, clips, tmp_path):
             strength.fill("2")
             strength.press("Enter")
             page.wait_for_selector("text=mask strength 2.")
-            # the heading may update before the three players do: wait for every new source
+            # the heading may update before the players do: wait for a new interpretation and
+            # residual (the input's file may keep its cached address: its content is the same)
             page.wait_for_function(
                 "old => { const s = Array.from(document.querySelectorAll('audio[src]'))"
                 ".map(a => a.getAttribute('src'));"
-                " return s.length === 3 && s.every(x => !old.includes(x)); }",
+                " return s.length === 3 && s.filter(x => !old.includes(x)).length >= 2; }",
                 arg=sorted(before),
                 timeout=60000,
             )
             room.wait_for_explanation(page, 1)
             after = {a.get_attribute("src") for a in page.locator("audio[src]").all()}
-            assert len(after) == 3 and not after & before, "the strength gave no new sounds"
+            assert len(after) == 3 and len(after - before) >= 2, "the strength gave no new sounds"
             assert all(abs(d - clip_seconds) < 2 / rate + 1e-3 for d in durations_of(page))
             bad = _bad_files(tmp_path / "bad")[1]  # corrupt.wav
             room.upload_clip(page, bad)

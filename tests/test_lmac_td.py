@@ -195,7 +195,13 @@ def test_class_conditioned_decoder_explains_any_class_and_trains_on_mixtures(
 
 def test_unconditioned_lmac_td_refuses_two_targets_in_one_line(trained_classifier, tmp_path):
     brain = _brain(
-        trained_classifier, tmp_path, mix_prob=1.0, two_targets=True, seed=0, training_crop=0.0
+        trained_classifier,
+        tmp_path,
+        class_conditioned=False,
+        mix_prob=1.0,
+        two_targets=True,
+        seed=0,
+        training_crop=0.0,
     )
     import speechbrain as sb
     from speechbrain.dataio.batch import PaddedBatch
