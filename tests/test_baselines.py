@@ -210,3 +210,19 @@ def test_comparison_through_evaluate_recipe(trained_classifier, tmp_path):
     assert record["skipped"] == {"hparams/no_such_method.yaml": "yaml not present"}
     # Each method also wrote its own evaluation with listenable examples.
     assert list((out / "lrp" / "examples" / "mixtures" / "wav").glob("*_interpretation.wav"))
+
+
+def test_method_list_names_rows_and_refuses_two_entries_of_one_name():
+    from interpreters.errors import InterpreterError
+    from interpreters.evaluation.comparison import labelled, method_entries
+
+    rows = {"LMAC-TD · test": {"AD": 1.0}, "oracle mask · mixtures": {"AD": 0.4}}
+    assert labelled(rows, "LMAC-TD (unconditioned)") == {
+        "LMAC-TD (unconditioned) · test": {"AD": 1.0},
+        "oracle mask · mixtures": {"AD": 0.4},
+    }
+    assert labelled(rows, None) is rows
+    entry = {"name": "LMAC-TD", "hparams": "hparams/lmac_td.yaml"}
+    settings = {"method_list": {"methods": [entry, dict(entry)]}, "shared_overrides": {}}
+    with pytest.raises(InterpreterError, match="two methods are named 'LMAC-TD'"):
+        method_entries(settings, "cpu", "compare.yaml")

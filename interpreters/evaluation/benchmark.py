@@ -27,7 +27,12 @@ import torch
 from interpreters.checkpoints import trainable_parts
 from interpreters.errors import InterpreterError
 from interpreters.evaluation import metrics
-from interpreters.evaluation.comparison import first_clips, load_settings, method_entries
+from interpreters.evaluation.comparison import (
+    first_clips,
+    labelled,
+    load_settings,
+    method_entries,
+)
 from interpreters.evaluation.evaluator import FAITHFULNESS_COLUMNS, GROUND_TRUTH_COLUMNS
 from interpreters.evaluation.run import MethodRun, load_method
 
@@ -227,7 +232,8 @@ def benchmark(argv: list[str]) -> Path:
     settings = {**settings, "threads": torch.get_num_threads()}
     results, skipped = {}, {}
     extra = settings["method_overrides"] or {}
-    for label, argv_method in method_entries(settings, device, hparams_file, extra):
+    for name, argv_method in method_entries(settings, device, hparams_file, extra):
+        label = name or argv_method[0]
         if settings["only"] and label not in settings["only"]:
             continue
         if not Path(argv_method[0]).is_file():
@@ -238,21 +244,14 @@ def benchmark(argv: list[str]) -> Path:
         if isinstance(outcome, str):
             skipped[label] = outcome
             continue
-        results[label] = renamed(outcome, label)
+        results[label] = renamed(outcome, name)
     add_ratios(results, settings["batch_sizes"], settings["reference_method"])
     return write_benchmark(settings, results, skipped, device)
 
 
 def renamed(outcome: dict, name: str | None) -> dict:
     """Metric rows under the benchmark's name for the method (two IG settings stay apart)."""
-    if not name:
-        return outcome
-    prefix = f"{outcome['method']} · "
-    rows = {
-        (name + " · " + row[len(prefix) :]) if row.startswith(prefix) else row: values
-        for row, values in outcome["metrics"].items()
-    }
-    return {**outcome, "metrics": rows}
+    return {**outcome, "metrics": labelled(outcome["metrics"], name)}
 
 
 def _picklable(settings: dict) -> dict:

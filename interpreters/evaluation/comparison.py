@@ -137,14 +137,19 @@ def method_argv(entry: dict, shared: dict, device: str, key: str) -> list[str]:
 def method_entries(
     settings: dict, device: str, key: str, extra: dict | None = None
 ) -> list[tuple[str, list[str]]]:
-    """(name, command line) of every method in the yaml's ``method_list``; ``extra`` adds
-    overrides by name (e.g. the benchmark's 50-step Integrated Gradients)."""
+    """(name, command line) of every method in the yaml's ``method_list`` (name None: the
+    explainer's own); ``extra`` adds overrides by name (e.g. the benchmark's 50-step IG)."""
     entries = []
     for entry in settings["method_list"]["methods"]:
         *command, device_flag = method_argv(entry, settings["shared_overrides"], device, key)
         more = (extra or {}).get(entry.get("name"), {}) or {}
         command += [f"--{k}={v}" for k, v in more.items()]
-        entries.append((entry.get("name") or command[0], [*command, device_flag]))
+        name = entry.get("name")
+        if name is not None and name in dict(entries):
+            raise InterpreterError(
+                f"{key}: two methods are named '{name}'; give each entry of 'methods' its own name"
+            )
+        entries.append((name, [*command, device_flag]))
     return entries
 
 
@@ -191,6 +196,18 @@ def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
     return table + "\n\n" + "\n".join(lines), verdicts
 
 
+def labelled(rows: dict, label: str | None) -> dict:
+    """A method's rows named by its entry in the method list (two entries of one explainer,
+    e.g. LMAC-TD conditioned and not, then keep apart), the oracle's rows as they are."""
+    if label is None:
+        return rows
+    method = next(name for name in rows if not name.startswith(ORACLE)).split(" · ")[0]
+    return {
+        name if name.startswith(ORACLE) else label + name[len(method) :]: row
+        for name, row in rows.items()
+    }
+
+
 def compare(argv: list[str]) -> Path:
     """Run every listed method; write comparison.md and comparison.json; path of the md."""
     hparams_file, settings, run_opts = load_settings(argv, COMPARISON_KEYS)
@@ -198,16 +215,18 @@ def compare(argv: list[str]) -> Path:
     table, sanity, skipped, oracle = {}, {}, {}, {}
     for label, argv_method in method_entries(settings, device, hparams_file):
         if not Path(argv_method[0]).is_file():
-            skipped[label] = "yaml not present"
+            skipped[label or argv_method[0]] = "yaml not present"
             continue
         try:
             rows, steps = evaluate_method(argv_method, settings)
         except InterpreterError as err:  # e.g. a method whose own prerequisites are missing
-            skipped[label] = str(err)
+            skipped[label or argv_method[0]] = str(err)
             continue
+        rows = labelled(rows, label)
+        label = next(iter(rows)).split(" · ")[0]
         oracle.update({k: v for k, v in rows.items() if k.startswith(ORACLE)})
         table.update({k: v for k, v in rows.items() if not k.startswith(ORACLE)})
-        sanity[next(iter(rows)).split(" · ")[0]] = steps
+        sanity[label] = steps
     table.update(oracle)
     return write_comparison(settings, table, sanity, skipped)
 
