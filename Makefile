@@ -7,6 +7,7 @@ APT_STAMP := $(VENV)/.apt-installed
 APT_PACKAGES := fluidsynth fluid-soundfont-gm espeak-ng
 APT_TEST_PACKAGES := chromium
 RUN := results/lmac_spec_cnn_synth
+TEST_WORKERS ?= 2  # pytest-xdist processes; each runs whole test files (fixtures stay per file)
 export HF_HUB_OFFLINE ?= 1
 
 .PHONY: setup apt-test demo test lint format clean
@@ -45,7 +46,7 @@ demo: setup
 	@echo "Results: $(RUN)/ (metrics.md, metrics.json, examples/*/wav, examples/*/png, report/report.html)"
 
 test: setup apt-test
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests
 
 lint: setup
 	$(VENV)/bin/ruff check . && $(VENV)/bin/ruff format --check .
