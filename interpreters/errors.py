@@ -1,5 +1,7 @@
 """The one exception type for user-facing problems: bad files, keys, sources or settings."""
 
+import argparse
+
 
 class InterpreterError(ValueError):
     """A problem the user can fix; its message is one line naming the thing and what to do."""
@@ -10,3 +12,10 @@ def first_line(err: BaseException) -> str:
     errors that wrap a library's multi-line ones."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (the --help text says the rest)."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message}; see {self.prog} --help\n")

@@ -7,22 +7,13 @@ python recipes/app.py --source A --source B --examples clips/ --screenshot docs/
 """
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home
 
 import interpreters  # noqa: E402,F401  (installs the torchaudio compat hook first)
-from interpreters.errors import InterpreterError, first_line  # noqa: E402
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (the --help text says the rest)."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message}; see {self.prog} --help\n")
+from interpreters.errors import InterpreterError, OneLineParser, first_line  # noqa: E402
 
 
 def parse(argv: list[str]) -> argparse.Namespace:

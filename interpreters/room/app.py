@@ -8,12 +8,7 @@ only wires them to gradio components.
 
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # never phone home
-
 import shutil
-import socket
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,13 +16,13 @@ from pathlib import Path
 import torch
 
 from interpreters.errors import InterpreterError
-from interpreters.inference.cli import expand_inputs
+from interpreters.inference.cli import SOUNDS, expand_inputs
 from interpreters.inference.interpreter import FileInterpretation, Interpreter
 from interpreters.inference.report import axes_caption, verdict_sentence
 from interpreters.listening import save_panels_image, write_sounds
+from interpreters.room import free_port
 
 DECISION = "the decision"
-SOUNDS = ("input", "interpretation", "residual")
 TOP_CLASSES = 5
 STRENGTH_RANGE = (0.0, 4.0, 0.1)  # minimum, maximum, step of the mask-strength slider
 NO_CLIP = "Upload a clip or pick an example first."
@@ -469,13 +464,6 @@ def flat(names: list[str], views: dict[str, View], chosen: list[str] | None = No
 
 
 # ---- serving ---------------------------------------------------------------------------------
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port nothing listens on now (gradio needs a number: it builds its URL from it)."""
-    with socket.socket() as probe:
-        probe.bind((host, 0))
-        return probe.getsockname()[1]
 
 
 def launch(blocks, app: ExplainerApp, host: str = "127.0.0.1", port: int | None = None) -> str:

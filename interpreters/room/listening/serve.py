@@ -4,13 +4,12 @@ same name later resumes at the first unanswered trial."""
 
 from __future__ import annotations
 
-import os
-import socket
 from html import escape
 from pathlib import Path
 from urllib.parse import quote
 
 from interpreters.errors import InterpreterError, first_line
+from interpreters.room import free_port
 from interpreters.room.listening.store import (
     ANSWERS_FOLDER,
     AUDIO_FOLDER,
@@ -27,13 +26,6 @@ INTRO = (
     "them, then answer. Your answers are saved after every trial: you can stop at any time and "
     "come back with the same name to continue where you left off. Use headphones if you can."
 )
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on now, for a server started by a command or a test."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def trial_heading(test: dict, index: int, listener: str) -> str:
@@ -60,7 +52,6 @@ def player_html(folder: Path, relative: str, label: str) -> str:
 
 def build_app(folder: str | Path, listener: str | None = None):
     """The test's gradio Blocks: a name page, one page per trial, a thank-you page."""
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     import gradio as gr
 
     folder = Path(folder).resolve()
