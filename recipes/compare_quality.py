@@ -1,6 +1,8 @@
 #!/usr/bin/env python3
 """Audio quality of trained interpreters without a listener, on the same mixtures:
 python recipes/compare_quality.py hparams/lmac.yaml hparams/lmac_td.yaml
+python recipes/compare_quality.py hparams/lmac.yaml \
+    "hparams/lmac_td.yaml --alpha=1.0 --method_name=LMAC-TD-a1 --output_folder=results/my_td"
 
 Each run's best checkpoint explains every mixture; its interpretation is scored against the true
 stem of the class the classifier picked (SI-SDR, log-spectral distance) next to its faithfulness
@@ -9,6 +11,7 @@ do-nothing reference row.
 """
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 
@@ -63,7 +66,11 @@ def score_run(explainer, loader) -> tuple[dict[str, float], dict[str, float]]:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("yamls", nargs="+", help="trained interpreter runs (their yaml files)")
+    parser.add_argument(
+        "yamls",
+        nargs="+",
+        help="trained interpreter runs: a yaml file, or a quoted yaml file and its overrides",
+    )
     parser.add_argument("--set", default="mixtures", help="manifest with ground-truth stems")
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--device", default="cpu")
@@ -72,7 +79,12 @@ def main(argv: list[str]) -> int:
     table: dict[str, dict[str, float]] = {}
     try:
         for yaml in args.yamls:
-            run = load_method([yaml, f"--device={args.device}"])
+            run = load_method([*shlex.split(yaml), f"--device={args.device}"])
+            if run.explainer.name in table:
+                raise InterpreterError(
+                    f"two runs are both named {run.explainer.name!r}; give one its own "
+                    "--method_name in its quoted overrides"
+                )
             dataset = run.experiment.datasets[args.set]
             loader = make_dataloader(dataset, batch_size=args.batch_size)
             row, mixture_row = score_run(run.explainer, loader)

@@ -23,6 +23,26 @@ TINY_DATA = [
 ]
 
 
+def lmac_brain(explainer, output_folder, **overrides):
+    """An LMACBrain on ``explainer`` with hparams/lmac.yaml's loss and mixing defaults (no
+    examples, no evaluation sets), ``overrides`` on top."""
+    from interpreters.training.lmac import LMACBrain
+
+    hparams = {
+        "explainer": explainer,
+        "output_folder": str(output_folder),
+        "n_examples": 0,
+        "eval_sets": [],
+        **dict(lambda_in=4.0, lambda_out=0.2, lambda_reg=0.4, lambda_tv=0.0, lambda_gain=0.0),
+        **dict(lambda_excl=1.0, lambda_guide=0.0, guide="loud", guide_threshold=0.35),
+        **dict(mix_prob=1.0, snr_range=[-5.0, 5.0], two_targets=True, disjoint_pairs=True),
+        **dict(mix_valid=False, seed=0),
+        **overrides,
+    }
+    modules = {"decoder": explainer.decoder}
+    return LMACBrain(modules=modules, hparams=hparams, run_opts={"device": "cpu"})
+
+
 def run_recipe(script: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     """Run recipes/<script> in a subprocess from the project root, as a user would."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONHASHSEED": "0"}

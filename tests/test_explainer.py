@@ -3,6 +3,7 @@ and the training Brain's loss on an explainer's modules."""
 
 import pytest
 import torch
+from conftest import lmac_brain
 from speechbrain.dataio.batch import PaddedBatch
 
 from interpreters.audio import FrontEnd
@@ -19,7 +20,6 @@ from interpreters.explainers.lmac import (
     UnconditionedLMAC,
 )
 from interpreters.models.spectrogram_cnn import SpectrogramCNN
-from interpreters.training.lmac import LMACBrain
 
 
 @pytest.fixture(scope="module")
@@ -104,20 +104,15 @@ def test_with_classifier_leaves_the_original_untouched(setup):
 
 def test_brain_loss_is_finite_and_trains_the_decoder(setup):
     explainer = setup["lmac"]
-    hparams = {
-        "explainer": explainer,
-        "output_folder": str(setup["folder"] / "run"),
-        "n_examples": 0,
-        "eval_sets": ["test"],
-        "lambda_in": 4.0,
-        "lambda_out": 0.2,
-        "lambda_reg": 0.4,
-        "lambda_tv": 0.1,
-        **dict(lambda_excl=0.0, lambda_gain=0.0, mix_prob=0.0, snr_range=[-5.0, 5.0], seed=0),
-        **dict(two_targets=False, disjoint_pairs=False, mix_valid=False),
-    }
-    brain = LMACBrain(
-        modules={"decoder": explainer.decoder}, hparams=hparams, run_opts={"device": "cpu"}
+    brain = lmac_brain(
+        explainer,
+        setup["folder"] / "run",
+        eval_sets=["test"],
+        lambda_tv=0.1,
+        lambda_excl=0.0,
+        mix_prob=0.0,
+        two_targets=False,
+        disjoint_pairs=False,
     )
     batch = _batch(setup["datasets"]["train"])
     explanation, heard = brain.compute_forward(batch, stage=None)

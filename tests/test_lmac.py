@@ -2,17 +2,21 @@
 decoder on 2D and 1D hidden maps, and the two-target training step."""
 
 import pytest
+import speechbrain as sb
 import torch
+import torch.nn.functional as F
+from conftest import lmac_brain
 from speechbrain.dataio.batch import PaddedBatch
 
 from interpreters.audio import FrontEnd
+from interpreters.errors import InterpreterError
 from interpreters.explainers.base import resolve_target
 from interpreters.explainers.conditioning import class_condition
 from interpreters.explainers.lmac import LMAC, ConditionedMaskDecoder
 from interpreters.models.spectrogram_cnn import SpectrogramCNN
 from interpreters.models.waveform_cnn import WaveformCNN
-from interpreters.training.lmac import LMACBrain
-from interpreters.training.mixing import mix_batch
+from interpreters.training.lmac import guide_target
+from interpreters.training.mixing import explained_mixtures, mix_batch, mix_parts
 
 LABELS = [f"c{i}" for i in range(5)]
 FRONT_END = FrontEnd(16000, n_fft=256, hop_length=128)
@@ -47,6 +51,89 @@ def test_mix_batch_keeps_lengths_and_sums_the_partner_at_the_snr():
     torch.testing.assert_close(mixture.abs().amax(1), wavs.abs().amax(1))
     same, same_lens, none = mix_batch(wavs, lens, (-5.0, 5.0), torch.Generator(), prob=0.0)
     assert torch.equal(same, wavs) and torch.equal(same_lens, lens) and not none.any()
+
+
+def test_each_explained_row_carries_the_clip_it_explains_as_it_sounds_in_the_mixture():
+    model = classifier("spec")
+    wavs, lens = 0.1 * torch.randn(4, 4000), torch.ones(4)
+    own, partner, _, mixed = mix_parts(wavs, lens, (-5.0, 5.0), torch.Generator().manual_seed(3))
+    mixture, _, _ = mix_batch(wavs, lens, (-5.0, 5.0), torch.Generator().manual_seed(3))
+    torch.testing.assert_close(own + partner, mixture)
+    assert mixed.all() and not torch.allclose(partner, torch.zeros_like(partner))
+    rows = explained_mixtures(
+        model, wavs, lens, (-5.0, 5.0), torch.Generator().manual_seed(3), 1.0, True, True
+    )
+    # mixtures of clips 0+1 and 2+3, explained for clip 0, 2, then for clip 1, 3
+    torch.testing.assert_close(rows.wavs, torch.cat([mixture[[0, 2]], mixture[[0, 2]]]))
+    torch.testing.assert_close(rows.sources, torch.cat([own[[0, 2]], partner[[0, 2]]]))
+    ratio = rows.sources[2] / wavs[1]  # the partner is clip 1 at the mixture's gain
+    torch.testing.assert_close(ratio, ratio[0].expand_as(ratio))
+
+
+def band_noise(bands: list[tuple[float, float]], length: int = 4000) -> torch.Tensor:
+    """One clip of noise per (low, high) band in Hz, peak 0.3."""
+    freqs = torch.fft.rfftfreq(length, 1 / 16000)
+    clips = [
+        torch.fft.irfft(
+            torch.fft.rfft(torch.randn(length)) * ((freqs >= lo) & (freqs < hi)), length
+        )
+        for lo, hi in bands
+    ]
+    return torch.stack([0.3 * x / x.abs().max() for x in clips])
+
+
+def low_high_classifier():
+    """The tiny CNN trained to call noise below 1.5 kHz class 0 and noise in 3-4.5 kHz class 1,
+    so the two clips of a mixture are decided apart."""
+    model = classifier("spec").train().requires_grad_(True)
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    labels = torch.tensor([0, 1] * 4)
+    for _ in range(30):
+        loss = F.cross_entropy(model(band_noise([(0, 1500), (3000, 4500)] * 4)), labels)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval().requires_grad_(False)
+
+
+@pytest.mark.parametrize("guide", ["loud", "dominant"])
+def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide):
+    compressed = torch.tensor([[[0.0, 1.0], [0.3, 0.4]]])
+    assert guide_target(compressed, 0.35).tolist() == [[[0.0, 1.0], [0.0, 1.0]]]
+    torch.manual_seed(1)
+    model = low_high_classifier()
+    decoder = ConditionedMaskDecoder(model.hidden_channels, layers=[0, 1], channels=4)
+    brain = lmac_brain(
+        LMAC(model, FRONT_END, decoder),
+        tmp_path,
+        **dict(lambda_in=0.0, lambda_out=0.0, lambda_reg=0.0, lambda_excl=0.0),
+        **dict(lambda_guide=1.0, guide=guide),
+    )
+    optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
+    # clips 2k: noise below 1.5 kHz, clips 2k + 1: noise in 3-4.5 kHz (the rest is quiet)
+    clips = band_noise([(0, 1500), (3000, 4500)] * 2)
+    assert model(clips).argmax(-1).tolist() == [0, 1, 0, 1]
+    batch = PaddedBatch([{"sig": x} for x in clips])
+    losses = []
+    for _ in range(40):
+        explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
+        brain.mix_generator.manual_seed(0)  # the same mixtures every step
+        loss = brain.loss(explanation, *heard)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+    source = FRONT_END.analyse(explanation.extras["sources"]).compressed
+    if guide == "loud":
+        wanted = guide_target(source, 0.35) > 0
+    else:
+        wanted = source > FRONT_END.analyse(explanation.extras["others"]).compressed
+    mask = explanation.mask.detach()
+    assert mask[wanted].mean() > mask[~wanted].mean() + 0.2
+    brain.hparams.guide = "lowd"
+    with pytest.raises(InterpreterError, match="yaml key guide is 'lowd'; use loud or dominant"):
+        brain.loss(explanation, *heard)
 
 
 @pytest.mark.parametrize("kind", ["spec", "wave"])
@@ -86,16 +173,7 @@ def test_two_target_step_explains_both_clips_and_trains_the_decoder(tmp_path):
     model = classifier("spec")
     decoder = ConditionedMaskDecoder(model.hidden_channels, layers=[0, 1], channels=4)
     explainer = LMAC(model, FRONT_END, decoder)
-    hparams = {
-        "explainer": explainer,
-        "output_folder": str(tmp_path),
-        "n_examples": 0,
-        "eval_sets": [],
-        **dict(lambda_in=4.0, lambda_out=0.2, lambda_reg=0.4, lambda_tv=0.0, lambda_gain=0.1),
-        **dict(lambda_excl=1.0, mix_prob=1.0, snr_range=[-5.0, 5.0], seed=0),
-        **dict(two_targets=True, disjoint_pairs=True, mix_valid=False),
-    }
-    brain = LMACBrain(modules={"decoder": decoder}, hparams=hparams, run_opts={"device": "cpu"})
+    brain = lmac_brain(explainer, tmp_path, lambda_gain=0.1)
     torch.manual_seed(1)
     batch = PaddedBatch([{"sig": 0.1 * torch.randn(4000)} for _ in range(4)])
     import speechbrain as sb

@@ -161,13 +161,15 @@ def test_export_and_from_hparams_reproduce_the_run(trained_run, tmp_path):
     assert torch.allclose(explanation.interpretation[0], saved, atol=1e-5)
 
 
+@pytest.mark.parametrize("use_hidden", [False, True])
 def test_class_conditioned_decoder_explains_any_class_and_trains_on_mixtures(
-    trained_classifier, tmp_path
+    trained_classifier, tmp_path, use_hidden
 ):
     brain = _brain(
         trained_classifier,
         tmp_path,
         class_conditioned=True,
+        use_hidden=use_hidden,
         mix_prob=1.0,
         two_targets=True,
         disjoint_pairs=True,

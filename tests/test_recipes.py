@@ -134,3 +134,32 @@ def test_other_classifiers_train_and_export(trained_classifier, tmp_path, yaml, 
     classifier = load_classifier(str(out / "pretrained"), tmp_path / "collected")
     assert len(classifier.labels) == 11
     assert classifier(torch.zeros(1, 8000)).shape == (1, 11)
+
+
+def test_guided_fine_tuning_and_the_audio_quality_comparison(trained_classifier, tmp_path):
+    """L-MAC fine-tuned with the clean-clip guidance through the recipe, then scored against its
+    starting point by recipes/compare_quality.py (each run a quoted yaml with its overrides)."""
+    base, tuned = tmp_path / "lmac", tmp_path / "tuned"
+    run_recipe("train.py", *_lmac_args(trained_classifier, base, "--number_of_epochs=1"))
+    run_recipe("export.py", "--run", str(base), "--out", str(tmp_path / "exported"))
+    guided = ["--lambda_guide=1.0", f"--init_from={tmp_path / 'exported'}", "--number_of_epochs=1"]
+    run_recipe("train.py", *_lmac_args(trained_classifier, tuned, *guided))
+    report = json.loads((tuned / "init_from.json").read_text())["modules"]["decoder"]
+    assert report["reinitialised"] == [] and report["loaded"]
+    assert "L-MAC · mixtures" in json.loads((tuned / "metrics.json").read_text())
+
+    def run(output, *extra):
+        return " ".join(_lmac_args(trained_classifier, output, *extra))
+
+    table = tmp_path / "quality.md"
+    result = run_recipe(
+        "compare_quality.py",
+        run(base),
+        run(tuned, "--method_name='L-MAC FT'"),
+        f"--output={table}",
+    )
+    rows = [line.split("|")[1].strip() for line in table.read_text().splitlines()[2:]]
+    assert rows == ["L-MAC", "L-MAC FT", "mixture itself"] and "L-MAC FT" in result.stdout
+    twice = run_recipe("compare_quality.py", run(base), run(tuned), check=False)
+    assert twice.returncode == 2
+    assert twice.stderr.strip().count("\n") == 0 and "--method_name" in twice.stderr

@@ -89,10 +89,21 @@ def conditioned_evidence(
     return Evidence(wavs, lens, logits, hidden, condition.target, spectrum, condition)
 
 
-def weighted_maps(hidden: list[torch.Tensor], condition: ClassCondition) -> list[torch.Tensor]:
-    """Each hidden map weighted by the class's channel weights, with the class map appended as
-    one more channel: [B, C + 1, T', F'] per level."""
-    return [
-        torch.cat([h * w[:, :, None, None], cam], dim=1)
-        for h, w, cam in zip(hidden, condition.weights, condition.maps)
-    ]
+def level_maps(
+    hidden_map: torch.Tensor,
+    weight: torch.Tensor,
+    cam: torch.Tensor,
+    use_hidden: bool = True,
+    use_weighted: bool = True,
+    use_cam: bool = True,
+) -> torch.Tensor:
+    """What one hidden level tells a decoder about the class: the map A, A ⊙ w/max|w| and the
+    class map, concatenated over channels. The raw A matters: without it, a decoder of the
+    class's maps alone follows the input's energy once the classifier is randomised."""
+    parts = [hidden_map] if use_hidden else []
+    if use_weighted:
+        scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
+        parts.append(hidden_map * (weight / scale)[:, :, None, None])
+    if use_cam:
+        parts.append(cam)
+    return torch.cat(parts, dim=1)

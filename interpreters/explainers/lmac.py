@@ -20,7 +20,11 @@ import torch.nn.functional as F
 from interpreters.audio import FrontEnd
 from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Evidence, Explainer
-from interpreters.explainers.conditioning import ClassCondition, conditioned_evidence
+from interpreters.explainers.conditioning import (
+    ClassCondition,
+    conditioned_evidence,
+    level_maps,
+)
 from interpreters.models.base import AudioClassifier
 
 NHWC = torch.channels_last
@@ -95,7 +99,9 @@ class ConditionedMaskDecoder(nn.Module):
     the deepest level up, the running map is resized to the next level's grid, added, and
     refined by a 3×3 convolution, then resized to the spectrogram (``decode_stride`` > 1: a
     coarser grid, the mask upsampled). ``use_input`` adds the normalised compressed input
-    before the last convolution (it makes the mask follow input energy).
+    before the last convolution (it makes the mask follow input energy); ``input_layers`` > 0
+    adds features learnt from it instead, 3×3 convolutions dilated 1, 2, 4... along frequency,
+    for detail finer than the classifier's maps keep (harmonics).
     """
 
     def __init__(
@@ -109,6 +115,7 @@ class ConditionedMaskDecoder(nn.Module):
         use_input: bool = False,
         decode_stride: int = 1,
         mask_bias: float = 0.0,
+        input_layers: int = 0,
     ) -> None:
         super().__init__()
         count = len(hidden_channels)
@@ -124,19 +131,30 @@ class ConditionedMaskDecoder(nn.Module):
         self.stages = nn.ModuleList(
             nn.Conv2d(channels, channels, kernel_size=3, padding=1) for _ in self.layers
         )
-        self.final = nn.Conv2d(channels + int(use_input), channels, kernel_size=3, padding=1)
+        self.input_net = nn.Sequential(
+            *(
+                layer
+                for i in range(input_layers)
+                for layer in (
+                    nn.Conv2d(
+                        1 if i == 0 else channels,
+                        channels,
+                        kernel_size=3,
+                        padding=(1, 2**i),
+                        dilation=(1, 2**i),
+                    ),
+                    nn.ReLU(),
+                )
+            )
+        )
+        extra = int(use_input) + channels * int(input_layers > 0)
+        self.final = nn.Conv2d(channels + extra, channels, kernel_size=3, padding=1)
         self.out = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.constant_(self.out.bias, mask_bias)
 
     def level_input(self, hidden_map, weight, cam) -> torch.Tensor:
-        """What one level contributes: A, A ⊙ ŵ, the class map."""
-        parts = [hidden_map] if self.use_hidden else []
-        if self.use_weighted:
-            scale = weight.abs().amax(dim=1, keepdim=True).clamp_min(1e-12)
-            parts.append(hidden_map * (weight / scale)[:, :, None, None])
-        if self.use_cam:
-            parts.append(cam)
-        return torch.cat(parts, dim=1)
+        """What one level contributes: A, A ⊙ ŵ, the class map (as configured)."""
+        return level_maps(hidden_map, weight, cam, self.use_hidden, self.use_weighted, self.use_cam)
 
     def forward(
         self, hidden: list[torch.Tensor], compressed: torch.Tensor, condition: ClassCondition
@@ -156,10 +174,13 @@ class ConditionedMaskDecoder(nn.Module):
             x = F.relu(stage(level))
         grid = tuple(-(-n // self.decode_stride) for n in size)
         x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
-        if self.use_input:
+        if self.use_input or len(self.input_net):
             scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
-            image = (compressed / scale).unsqueeze(1)
-            x = torch.cat([x, F.adaptive_avg_pool2d(image, grid)], dim=1)
+            image = F.adaptive_avg_pool2d((compressed / scale).unsqueeze(1), grid)
+            parts = [image] if self.use_input else []
+            if len(self.input_net):
+                parts.append(self.input_net(image.contiguous(memory_format=NHWC)))
+            x = torch.cat([x, *parts], dim=1)
         logits = self.out(F.relu(self.final(x.contiguous(memory_format=NHWC))))
         if grid != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

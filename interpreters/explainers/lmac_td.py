@@ -23,7 +23,7 @@ from interpreters.audio import FrontEnd
 from interpreters.errors import InterpreterError
 from interpreters.evaluation import metrics
 from interpreters.explainers.base import Evidence, Explainer, Explanation
-from interpreters.explainers.conditioning import ClassCondition, conditioned_evidence, weighted_maps
+from interpreters.explainers.conditioning import ClassCondition, conditioned_evidence, level_maps
 from interpreters.models.base import AudioClassifier
 
 
@@ -52,8 +52,9 @@ class RepresentationDecoder(nn.Module):
     """Classifier hidden maps -> N-channel features on the encoder's frames [B, N, frames]:
     each map is pooled to a few frequency bands, projected by a 1×1 conv, resized in time,
     and the maps are fused by addition (L-MAC's decoder idea, on the encoder's grid).
-    ``class_conditioned``: the maps are those of the explained class (weighted by its Grad-CAM
-    channel weights, its class map appended), as L-MAC's decoder is told the class."""
+    ``class_conditioned``: each level gives what L-MAC's decoder reads (``level_maps``: the map
+    weighted by the class's Grad-CAM channel weights and the class map, and with ``use_hidden``
+    the raw map too), so the decoder is told the class."""
 
     def __init__(
         self,
@@ -62,16 +63,22 @@ class RepresentationDecoder(nn.Module):
         layers: list[int] = (-2, -1),
         bands: int = 4,
         class_conditioned: bool = False,
+        use_hidden: bool = False,
     ) -> None:
         super().__init__()
         self.layers = list(layers)
-        self.class_conditioned = class_conditioned
-        extra = 1 if class_conditioned else 0
+        self.class_conditioned, self.use_hidden = class_conditioned, use_hidden
         self.pool = nn.AdaptiveAvgPool2d((None, bands))
         self.projections = nn.ModuleList(
-            nn.Conv1d((hidden_channels[i] + extra) * bands, channels, kernel_size=1)
+            nn.Conv1d(self.width(hidden_channels[i]) * bands, channels, kernel_size=1)
             for i in self.layers
         )
+
+    def width(self, hidden_channels: int) -> int:
+        """Channels one level gives: C, or (with the class) A ⊙ ŵ, the class map and maybe A."""
+        if not self.class_conditioned:
+            return hidden_channels
+        return hidden_channels * (1 + int(self.use_hidden)) + 1
 
     def forward(
         self, hidden: list[torch.Tensor], frames: int, condition: ClassCondition | None = None
@@ -79,7 +86,10 @@ class RepresentationDecoder(nn.Module):
         """Hidden representations (and the class condition, when conditioned) ->
         [B, channels, frames]."""
         if self.class_conditioned:
-            hidden = weighted_maps(hidden, condition)
+            hidden = [
+                level_maps(h, w, cam, use_hidden=self.use_hidden)
+                for h, w, cam in zip(hidden, condition.weights, condition.maps)
+            ]
         return sum(
             F.interpolate(
                 projection(self.pool(hidden[i]).transpose(2, 3).flatten(1, 2)),

@@ -4,6 +4,12 @@ With ``mix_prob`` > 0 the batch is mixed on the fly (``training.mixing``); with
 ``two_targets`` each mixture is explained twice, once for each clip's own decision (taken on
 the clip before mixing; no stems are used), and λ_excl·mean ReLU(M_a + M_b − 1) keeps the two
 masks apart. That is what makes a class-conditioned decoder keep one source and drop the other.
+
+λ_guide > 0 is guided fine-tuning: binary cross-entropy between the mask and a target made from
+the clean clip whose decision it explains. ``guide: loud`` is upstream's L-MAC FT (its bins at
+or above ``guide_threshold`` of its peak, compressed); ``guide: dominant`` the bins where it is
+louder than the rest of the mixture (the training mixture's ideal binary mask). Both use the
+clean clips the training mixtures were made of, so results with them are reported apart.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Explanation
 from interpreters.training.brain import decision_cross_entropy, total_variation
 from interpreters.training.mixing import MixingBrain
@@ -26,6 +33,9 @@ class LMACBrain(MixingBrain):
         "lambda_tv",
         "lambda_excl",
         "lambda_gain",
+        "lambda_guide",
+        "guide",
+        "guide_threshold",
     ]
 
     def loss(
@@ -44,11 +54,28 @@ class LMACBrain(MixingBrain):
             loss = loss + hp.lambda_tv * total_variation(mask)
         if hp.lambda_gain:
             loss = loss + hp.lambda_gain * self.kept_energy(explanation).mean()
+        if hp.lambda_guide and "sources" in explanation.extras:  # training and validation only
+            loss = loss + hp.lambda_guide * self.guidance(explanation)
         pairs = explanation.extras.get("pairs")
         if hp.lambda_excl and pairs is not None and bool(pairs.any()):
             first, second = mask.chunk(2)
             loss = loss + hp.lambda_excl * F.relu(first + second - 1)[pairs].mean()
         return loss
+
+    def guidance(self, explanation: Explanation) -> torch.Tensor:
+        """BCE between the mask and the guide made from each explained clip before mixing."""
+        analyse = self.explainer.front_end.analyse
+        source = analyse(explanation.extras["sources"]).compressed
+        if self.hparams.guide == "loud":
+            target = guide_target(source, self.hparams.guide_threshold)
+        elif self.hparams.guide == "dominant":
+            target = (source > analyse(explanation.extras["others"]).compressed).to(source.dtype)
+        else:
+            raise InterpreterError(
+                f"yaml key guide is {self.hparams.guide!r}; use loud or dominant"
+            )
+        mask = explanation.mask.clamp(1e-6, 1 - 1e-6)
+        return F.binary_cross_entropy(mask, target)
 
     def kept_energy(self, explanation: Explanation) -> torch.Tensor:
         """Share of the input's linear energy the mask lets through, per example [B]."""
@@ -56,3 +83,9 @@ class LMACBrain(MixingBrain):
         kept = front_end.expand(explanation.mask * compressed).square().flatten(1).sum(dim=1)
         total = front_end.expand(compressed).square().flatten(1).sum(dim=1)
         return kept / total.clamp_min(1e-12)
+
+
+def guide_target(compressed: torch.Tensor, threshold: float) -> torch.Tensor:
+    """1 where a clip's compressed magnitude [B, T, F] is at least ``threshold`` of its peak."""
+    peak = compressed.flatten(1).amax(dim=1).clamp_min(1e-12)
+    return (compressed >= threshold * peak[:, None, None]).to(compressed.dtype)

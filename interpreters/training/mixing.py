@@ -3,11 +3,40 @@ learnable without any stems (the classifier's own decisions on the clips are the
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import speechbrain as sb
 import torch
 
 from interpreters.explainers.base import classify_halves
 from interpreters.training.brain import InterpreterBrain
+
+
+def mix_parts(
+    wavs: torch.Tensor,
+    lens: torch.Tensor,
+    snr_range: tuple[float, float],
+    generator: torch.Generator | None = None,
+    prob: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """What ``mix_batch`` sums, kept apart: clip i and its partner (i + 1) mod B as they sound
+    in the mixture (partner zero where not mixed), the lengths, and which were mixed."""
+    batch = wavs.shape[0]
+    if batch < 2:
+        none = torch.zeros(batch, dtype=torch.bool, device=wavs.device)
+        return wavs, torch.zeros_like(wavs), lens, none
+    partner = wavs.roll(-1, dims=0)
+    low, high = snr_range
+    snr = (torch.rand(batch, generator=generator) * (high - low) + low).to(wavs.device)
+    mixed = (torch.rand(batch, generator=generator) < prob).to(wavs.device)
+    tiny = torch.finfo(wavs.dtype).tiny
+    energy = wavs.square().sum(dim=1)
+    partner_energy = partner.square().sum(dim=1).clamp_min(tiny)
+    gain = (energy / (partner_energy * 10 ** (snr / 10))).sqrt() * mixed
+    partner = gain[:, None] * partner
+    peak = wavs.abs().amax(dim=1) / (wavs + partner).abs().amax(dim=1).clamp_min(tiny)
+    new_lens = torch.where(mixed, torch.maximum(lens, lens.roll(-1, dims=0)), lens)
+    return wavs * peak[:, None], partner * peak[:, None], new_lens, mixed
 
 
 def mix_batch(
@@ -20,22 +49,19 @@ def mix_batch(
     """Clip i plus clip (i + 1) mod B at an SNR (dB, clip i over its partner) drawn uniformly
     from ``snr_range``, rescaled to clip i's peak; each clip is mixed with probability ``prob``.
     Returns the mixtures, their relative lengths (the longer of the two) and which were mixed."""
-    batch = wavs.shape[0]
-    if batch < 2:
-        return wavs, lens, torch.zeros(batch, dtype=torch.bool, device=wavs.device)
-    partner = wavs.roll(-1, dims=0)
-    low, high = snr_range
-    snr = (torch.rand(batch, generator=generator) * (high - low) + low).to(wavs.device)
-    mixed = (torch.rand(batch, generator=generator) < prob).to(wavs.device)
-    tiny = torch.finfo(wavs.dtype).tiny
-    energy = wavs.square().sum(dim=1)
-    partner_energy = partner.square().sum(dim=1).clamp_min(tiny)
-    gain = (energy / (partner_energy * 10 ** (snr / 10))).sqrt() * mixed
-    mixture = wavs + gain[:, None] * partner
-    peak = wavs.abs().amax(dim=1) / mixture.abs().amax(dim=1).clamp_min(tiny)
-    mixture = mixture * peak[:, None]
-    new_lens = torch.where(mixed, torch.maximum(lens, lens.roll(-1, dims=0)), lens)
-    return mixture, new_lens, mixed
+    own, partner, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
+    return own + partner, lens, mixed
+
+
+@dataclass
+class ExplainedMixtures:
+    """A mixed batch and what to explain on it, row by row."""
+
+    wavs: torch.Tensor
+    lens: torch.Tensor
+    target: torch.Tensor | None  # None: each mixture's own decision
+    pairs: torch.Tensor | None  # rows that are true two-class pairs (two targets only)
+    sources: torch.Tensor  # the clip whose decision a row explains, as it sounds in the mixture
 
 
 def explained_mixtures(
@@ -47,25 +73,35 @@ def explained_mixtures(
     prob: float,
     two_targets: bool,
     disjoint_pairs: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+) -> ExplainedMixtures:
     """The batch mixed on the fly and what to explain on it: with ``two_targets`` every mixture
     twice, once for each clip's own decision (taken before mixing; no stems), on the B/2
-    mixtures of clips 2k and 2k + 1 with ``disjoint_pairs``. Returns wavs, lens, the targets
-    (None: each mixture's own decision) and which rows are true two-class pairs."""
+    mixtures of clips 2k and 2k + 1 with ``disjoint_pairs``."""
     if two_targets:
         with torch.no_grad():
             decisions = classifier(wavs).argmax(dim=-1)
-    wavs, lens, mixed = mix_batch(wavs, lens, snr_range, generator, prob)
+    own, partner, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
+    wavs = own + partner
     if not two_targets:
-        return wavs, lens, None, None
+        return ExplainedMixtures(wavs, lens, None, None, own)
     other = torch.where(mixed, decisions.roll(-1), decisions)
+    # where a clip was not mixed its "other" row explains the clip itself, decided the same
+    partner = torch.where(mixed[:, None], partner, own)
     if disjoint_pairs:  # mixtures 0, 2, 4...: clip 2k with 2k + 1, once each
         keep = slice(0, 2 * (len(wavs) // 2), 2)
-        wavs, lens, mixed = wavs[keep], lens[keep], mixed[keep]
+        wavs, lens, mixed, own, partner = (
+            wavs[keep],
+            lens[keep],
+            mixed[keep],
+            own[keep],
+            partner[keep],
+        )
         decisions, other = decisions[keep], other[keep]
     target = torch.cat([decisions, other])
     pairs = mixed & (other != decisions)
-    return torch.cat([wavs, wavs]), torch.cat([lens, lens]), target, pairs
+    return ExplainedMixtures(
+        torch.cat([wavs, wavs]), torch.cat([lens, lens]), target, pairs, torch.cat([own, partner])
+    )
 
 
 class MixingBrain(InterpreterBrain):
@@ -103,8 +139,10 @@ class MixingBrain(InterpreterBrain):
         training = stage == sb.Stage.TRAIN
         if not (training or (stage == sb.Stage.VALID and hp.mix_valid)) or hp.mix_prob <= 0:
             explanation = self.explainer.explain(wavs, lens)
+            explanation.extras["sources"] = wavs
+            explanation.extras["others"] = torch.zeros_like(wavs)
             return explanation, classify_halves(self.classifier, explanation)
-        wavs, lens, target, pairs = explained_mixtures(
+        mixtures = explained_mixtures(
             self.classifier,
             wavs,
             lens,
@@ -114,7 +152,9 @@ class MixingBrain(InterpreterBrain):
             hp.two_targets,
             hp.disjoint_pairs,
         )
-        explanation = self.explainer.explain(wavs, lens, target)
-        if pairs is not None:
-            explanation.extras["pairs"] = pairs
+        explanation = self.explainer.explain(mixtures.wavs, mixtures.lens, mixtures.target)
+        explanation.extras["sources"] = mixtures.sources
+        explanation.extras["others"] = mixtures.wavs - mixtures.sources
+        if mixtures.pairs is not None:
+            explanation.extras["pairs"] = mixtures.pairs
         return explanation, classify_halves(self.classifier, explanation)
