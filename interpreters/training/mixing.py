@@ -19,12 +19,13 @@ def mix_parts(
     generator: torch.Generator | None = None,
     prob: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """What ``mix_batch`` sums, kept apart: clip i and its partner (i + 1) mod B as they sound
-    in the mixture (partner zero where not mixed), the lengths, and which were mixed."""
+    """Clip i plus clip (i + 1) mod B at an SNR (dB, clip i over its partner) drawn uniformly
+    from ``snr_range``, rescaled to clip i's peak; each clip is mixed with probability ``prob``.
+    Returns the mixtures, clip i as it sounds in its mixture (the partner is the difference),
+    the relative lengths (the longer of the two) and which were mixed."""
     batch = wavs.shape[0]
     if batch < 2:
-        none = torch.zeros(batch, dtype=torch.bool, device=wavs.device)
-        return wavs, torch.zeros_like(wavs), lens, none
+        return wavs, wavs, lens, torch.zeros(batch, dtype=torch.bool, device=wavs.device)
     partner = wavs.roll(-1, dims=0)
     low, high = snr_range
     snr = (torch.rand(batch, generator=generator) * (high - low) + low).to(wavs.device)
@@ -33,10 +34,10 @@ def mix_parts(
     energy = wavs.square().sum(dim=1)
     partner_energy = partner.square().sum(dim=1).clamp_min(tiny)
     gain = (energy / (partner_energy * 10 ** (snr / 10))).sqrt() * mixed
-    partner = gain[:, None] * partner
-    peak = wavs.abs().amax(dim=1) / (wavs + partner).abs().amax(dim=1).clamp_min(tiny)
+    mixture = wavs + gain[:, None] * partner
+    peak = wavs.abs().amax(dim=1) / mixture.abs().amax(dim=1).clamp_min(tiny)
     new_lens = torch.where(mixed, torch.maximum(lens, lens.roll(-1, dims=0)), lens)
-    return wavs * peak[:, None], partner * peak[:, None], new_lens, mixed
+    return mixture * peak[:, None], wavs * peak[:, None], new_lens, mixed
 
 
 def mix_batch(
@@ -46,11 +47,9 @@ def mix_batch(
     generator: torch.Generator | None = None,
     prob: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Clip i plus clip (i + 1) mod B at an SNR (dB, clip i over its partner) drawn uniformly
-    from ``snr_range``, rescaled to clip i's peak; each clip is mixed with probability ``prob``.
-    Returns the mixtures, their relative lengths (the longer of the two) and which were mixed."""
-    own, partner, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
-    return own + partner, lens, mixed
+    """``mix_parts`` without the clips: the mixtures, their lengths and which were mixed."""
+    mixture, _, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
+    return mixture, lens, mixed
 
 
 @dataclass
@@ -80,13 +79,12 @@ def explained_mixtures(
     if two_targets:
         with torch.no_grad():
             decisions = classifier(wavs).argmax(dim=-1)
-    own, partner, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
-    wavs = own + partner
+    wavs, own, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
     if not two_targets:
         return ExplainedMixtures(wavs, lens, None, None, own)
     other = torch.where(mixed, decisions.roll(-1), decisions)
     # where a clip was not mixed its "other" row explains the clip itself, decided the same
-    partner = torch.where(mixed[:, None], partner, own)
+    partner = torch.where(mixed[:, None], wavs - own, own)
     if disjoint_pairs:  # mixtures 0, 2, 4...: clip 2k with 2k + 1, once each
         keep = slice(0, 2 * (len(wavs) // 2), 2)
         wavs, lens, mixed, own, partner = (
