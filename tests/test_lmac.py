@@ -16,7 +16,7 @@ from interpreters.explainers.lmac import LMAC, ConditionedMaskDecoder
 from interpreters.models.spectrogram_cnn import SpectrogramCNN
 from interpreters.models.waveform_cnn import WaveformCNN
 from interpreters.training.lmac import guide_target
-from interpreters.training.mixing import explained_mixtures, mix_batch, mix_parts
+from interpreters.training.mixing import explained_mixtures, mix_parts
 
 LABELS = [f"c{i}" for i in range(5)]
 FRONT_END = FrontEnd(16000, n_fft=256, hop_length=128)
@@ -35,11 +35,11 @@ def condition_for(model, wavs, target=None):
     return class_condition(model, wavs, lambda logits: resolve_target(target, logits, LABELS))
 
 
-def test_mix_batch_keeps_lengths_and_sums_the_partner_at_the_snr():
+def test_mix_parts_keeps_lengths_and_sums_the_partner_at_the_snr():
     generator = torch.Generator().manual_seed(0)
     wavs = torch.randn(4, 800)
     lens = torch.tensor([1.0, 0.5, 1.0, 0.75])
-    mixture, new_lens, mixed = mix_batch(wavs, lens, (3.0, 3.0), generator)
+    mixture, _, new_lens, mixed = mix_parts(wavs, lens, (3.0, 3.0), generator)
     assert mixture.shape == wavs.shape and mixed.all()
     assert torch.equal(new_lens, torch.maximum(lens, lens.roll(-1)))
     # mixture = s · (x_i + g x_{i+1}), g setting the SNR to 3 dB, s restoring x_i's peak
@@ -49,7 +49,7 @@ def test_mix_batch_keeps_lengths_and_sums_the_partner_at_the_snr():
     scale = mixture.abs().amax(1) / unscaled.abs().amax(1)
     torch.testing.assert_close(mixture, scale[:, None] * unscaled)
     torch.testing.assert_close(mixture.abs().amax(1), wavs.abs().amax(1))
-    same, same_lens, none = mix_batch(wavs, lens, (-5.0, 5.0), torch.Generator(), prob=0.0)
+    same, _, same_lens, none = mix_parts(wavs, lens, (-5.0, 5.0), torch.Generator(), prob=0.0)
     assert torch.equal(same, wavs) and torch.equal(same_lens, lens) and not none.any()
 
 
@@ -57,8 +57,7 @@ def test_each_explained_row_carries_the_clip_it_explains_as_it_sounds_in_the_mix
     model = classifier("spec")
     wavs, lens = 0.1 * torch.randn(4, 4000), torch.ones(4)
     mixture, own, _, mixed = mix_parts(wavs, lens, (-5.0, 5.0), torch.Generator().manual_seed(3))
-    same, _, _ = mix_batch(wavs, lens, (-5.0, 5.0), torch.Generator().manual_seed(3))
-    assert torch.equal(mixture, same) and mixed.all()
+    assert mixed.all()
     partner = mixture - own
     ratio = own[0] / wavs[0]  # clip i at the mixture's peak scaling
     torch.testing.assert_close(ratio, ratio[0].expand_as(ratio))

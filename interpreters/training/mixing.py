@@ -40,18 +40,6 @@ def mix_parts(
     return mixture * peak[:, None], wavs * peak[:, None], new_lens, mixed
 
 
-def mix_batch(
-    wavs: torch.Tensor,
-    lens: torch.Tensor,
-    snr_range: tuple[float, float],
-    generator: torch.Generator | None = None,
-    prob: float = 1.0,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``mix_parts`` without the clips: the mixtures, their lengths and which were mixed."""
-    mixture, _, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
-    return mixture, lens, mixed
-
-
 @dataclass
 class ExplainedMixtures:
     """A mixed batch and what to explain on it, row by row."""
