@@ -13,7 +13,9 @@ from interpreters.experiment import load_hparams
 
 # A SepFormer small enough for seconds on a CPU (N must be a multiple of 2·kernel).
 TINY_SEPFORMER = [
+    "--kernel_size=16",
     "--n_filters=32",
+    "--masknet_channels=32",
     "--chunk_size=20",
     "--n_heads=1",
     "--d_ffn=32",
@@ -122,6 +124,30 @@ def test_alpha_extremes_train(trained_classifier, tmp_path, alpha):
     assert all(p.grad is None for p in interpreter.encoder.parameters())  # frozen codec
 
 
+def test_narrow_masknet_still_masks_every_filter(trained_classifier, tmp_path):
+    """Long atoms, many filters, a narrow masknet: one mask value per filter, halves add up."""
+    brain = _brain(
+        trained_classifier,
+        tmp_path,
+        kernel_size=32,
+        kernel_stride=16,
+        n_filters=64,
+        masknet_channels=8,
+        chunk_size=4,
+    )
+    interpreter = brain.modules.interpreter
+    assert interpreter.masknet.conv1d.out_channels == 8
+    assert interpreter.masknet.end_conv1x1.out_channels == 64
+    wavs = torch.randn(2, 3000) * 0.1
+    explanation = brain.explainer.explain(wavs)
+    assert explanation.mask.shape == (2, explanation.mask.shape[1], 64)
+    rebuilt = explanation.interpretation + explanation.residual
+    torch.testing.assert_close(rebuilt, wavs, atol=1e-5, rtol=0)
+    heard = [brain.classifier(explanation.interpretation), brain.classifier(explanation.residual)]
+    brain.loss(explanation, *heard).backward()
+    assert interpreter.masknet.conv1d.weight.grad.abs().sum() > 0
+
+
 def test_paper_config_builds_and_runs_a_forward(trained_classifier, tmp_path):
     brain = _brain(trained_classifier, tmp_path, yaml="hparams/lmac_td_paper.yaml")
     interpreter = brain.modules.interpreter
@@ -129,6 +155,17 @@ def test_paper_config_builds_and_runs_a_forward(trained_classifier, tmp_path):
     with torch.no_grad():
         explanation = brain.explainer.explain(torch.randn(1, 1001) * 0.1)
     assert explanation.mask.shape[-1] == 256 and explanation.interpretation.shape == (1, 1001)
+
+
+def test_earlier_lmac_td_override_file_builds_the_16_sample_decision_only_model(
+    trained_classifier, tmp_path
+):
+    brain = _brain(trained_classifier, tmp_path, yaml="hparams/lmac_td_unconditioned.yaml")
+    interpreter = brain.modules.interpreter
+    assert (interpreter.kernel, interpreter.stride, interpreter.alpha) == (16, 8, 0.75)
+    assert interpreter.encoder.conv1d.out_channels == 64 and interpreter.masknet.K == 100
+    assert not brain.explainer.conditioned and brain.hparams.mix_prob == 0.0
+    assert brain.hparams.output_folder == str(tmp_path)  # the command line still wins
 
 
 def test_log_spectral_distance_hand_values():

@@ -130,10 +130,35 @@ def test_mismatch_term_weighs_each_mask_by_how_little_its_audio_matches_the_prom
         "logits": torch.tensor([[0.5, 0.25, 0.25]]).log(),
         "classes": torch.tensor([0, 2]),
     }
-    weights = SimpleNamespace(lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=2.0)
+    weights = SimpleNamespace(
+        lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=2.0, silent_mismatch=False
+    )
     loss = LMACZSBrain.pair_loss(SimpleNamespace(hparams=weights), pairs)
     # mean((1 - 0.5)·1, (1 - 0.25)·0.5) = 0.4375, times λ = 2
     assert float(loss) == pytest.approx(0.875)
+
+
+def test_silent_mismatch_target_moves_to_silence_as_the_prompt_matches_less():
+    from types import SimpleNamespace
+
+    from interpreters.training.lmac_zs import LMACZSBrain, similarity_target
+
+    pairs = {
+        "masks": torch.zeros(1, 2, 1, 2),
+        "similarity": torch.tensor([[0.8, 0.4]]),
+        "masked_similarity": torch.tensor([[0.8, 0.4]]),  # what keeping everything gives
+        "silence_similarity": torch.tensor([0.1, 0.2]),
+        "logits": torch.tensor([[0.5, 0.25, 0.25]]).log(),
+        "classes": torch.tensor([0, 2]),
+    }
+    match = torch.tensor([[0.5, 0.25]])
+    assert torch.equal(similarity_target(pairs, match, False), pairs["similarity"])
+    # decision (p 0.5, relative 1): 0.8; prompt of class 2 (relative 0.5): 0.5·0.4 + 0.5·0.2
+    torch.testing.assert_close(similarity_target(pairs, match, True), torch.tensor([[0.8, 0.3]]))
+    weights = dict(lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=0.0)
+    for silent, expected in [(False, 0.0), (True, (0.4 - 0.3) ** 2 / 2)]:
+        brain = SimpleNamespace(hparams=SimpleNamespace(**weights, silent_mismatch=silent))
+        assert float(LMACZSBrain.pair_loss(brain, pairs)) == pytest.approx(expected)
 
 
 def test_free_text_is_told_from_class_targets():

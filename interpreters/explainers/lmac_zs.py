@@ -202,11 +202,18 @@ class LMACZS(Explainer):
             "masks": mask.view(batch, prompts, *mask.shape[1:]),
             "similarity": similarity,
             "masked_similarity": masked_similarity.view(batch, prompts),
+            "silence_similarity": self.silence_similarity(wavs.shape[-1], text),
             "logits": logits,
             "classes": classes,
             "spectrum": spectrum,
             "text": text,
         }
+
+    def silence_similarity(self, n_samples: int, text: torch.Tensor) -> torch.Tensor:
+        """Cosine similarity of silence to each prompt [P]: what an empty mask reproduces."""
+        with torch.no_grad():
+            silent = torch.zeros(1, n_samples, device=text.device)
+            return (self.classifier.audio_embeddings(silent) @ text.T)[0]
 
     def decision_explanation(self, pairs: dict) -> Explanation:
         """The zero-shot decision's explanation read off pairs made with every class prompt
@@ -222,6 +229,7 @@ class LMACZS(Explainer):
             "pair_masks": pairs["masks"].detach(),
             "pair_similarity": pairs["similarity"],
             "pair_masked_similarity": pairs["masked_similarity"],
+            "pair_silence_similarity": pairs["silence_similarity"],
             "pair_logits": logits,
         }
         interpretation, residual = self.front_end.listenable(pairs["spectrum"], mask)

@@ -1,7 +1,11 @@
 """Training LMAC-ZS on every audio x prompt pair of a batch:
-L = mean (s_ij − ŝ_ij)² + λ_reg·mean(M) + λ_div·mean_{i≠i'} cos(M_ij, M_i'j)
+L = mean (t_ij − ŝ_ij)² + λ_reg·mean(M) + λ_div·mean_{i≠i'} cos(M_ij, M_i'j)
     + λ_mis·mean((1 − p_ij)·M_ij), p_ij the zero-shot probability of class j for audio i: a mask
-is penalised in proportion to how little its audio matches the prompt."""
+is penalised in proportion to how little its audio matches the prompt.
+The target t_ij is the audio's similarity s_ij; with ``silent_mismatch`` it moves towards the
+similarity of silence s0_j as the prompt matches less, t_ij = r_ij·s_ij + (1 − r_ij)·s0_j with
+r_ij = p_ij / max_k p_ik (1 for the decision), so keeping everything no longer reproduces a
+mismatched prompt and an empty mask does."""
 
 from __future__ import annotations
 
@@ -13,6 +17,17 @@ from interpreters.explainers.base import Explanation, classify_halves
 from interpreters.training.brain import InterpreterBrain
 
 
+def similarity_target(
+    pairs: dict[str, torch.Tensor], match: torch.Tensor, silent_mismatch: bool
+) -> torch.Tensor:
+    """What each masked audio x prompt pair must reproduce [B, P]: the audio's similarity, or
+    (``silent_mismatch``) a blend towards silence's as the prompt's probability ``match`` falls."""
+    if not silent_mismatch:
+        return pairs["similarity"]
+    relative = match / pairs["logits"].softmax(-1).amax(-1, keepdim=True).detach()
+    return relative * pairs["similarity"] + (1 - relative) * pairs["silence_similarity"][None]
+
+
 class LMACZSBrain(InterpreterBrain):
     """Masked audio must reproduce the similarity of every audio x prompt pair of the batch."""
 
@@ -20,6 +35,7 @@ class LMACZSBrain(InterpreterBrain):
         "lambda_reg",
         "lambda_div",
         "lambda_mismatch",
+        "silent_mismatch",
         "prompts_per_batch",
     ]
 
@@ -61,6 +77,7 @@ class LMACZSBrain(InterpreterBrain):
                 "masks": extras["pair_masks"],
                 "similarity": extras["pair_similarity"],
                 "masked_similarity": extras["pair_masked_similarity"],
+                "silence_similarity": extras["pair_silence_similarity"],
                 "logits": extras["pair_logits"],
                 "classes": torch.arange(
                     extras["pair_logits"].shape[-1], device=extras["pair_logits"].device
@@ -72,10 +89,11 @@ class LMACZSBrain(InterpreterBrain):
         """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks
         + λ_mis·mean mask weighted by how little the audio matches each prompt."""
         masks = pairs["masks"]
-        fit = (pairs["similarity"] - pairs["masked_similarity"]).square().mean()
+        match = pairs["logits"].softmax(-1)[:, pairs["classes"]].detach()  # [B, P]
+        target = similarity_target(pairs, match, self.hparams.silent_mismatch)
+        fit = (target - pairs["masked_similarity"]).square().mean()
         loss = fit + self.hparams.lambda_reg * masks.mean()
         if self.hparams.lambda_mismatch > 0:
-            match = pairs["logits"].softmax(-1)[:, pairs["classes"]].detach()  # [B, P]
             loss = (
                 loss
                 + self.hparams.lambda_mismatch * ((1 - match) * masks.flatten(2).mean(-1)).mean()
