@@ -129,8 +129,7 @@ def test_narrow_masknet_still_masks_every_filter(trained_classifier, tmp_path):
     brain = _brain(
         trained_classifier,
         tmp_path,
-        kernel_size=32,
-        kernel_stride=16,
+        kernel_size=32,  # kernel_stride follows as 16
         n_filters=64,
         masknet_channels=8,
         chunk_size=4,

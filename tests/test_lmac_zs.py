@@ -151,10 +151,11 @@ def test_silent_mismatch_target_moves_to_silence_as_the_prompt_matches_less():
         "logits": torch.tensor([[0.5, 0.25, 0.25]]).log(),
         "classes": torch.tensor([0, 2]),
     }
-    match = torch.tensor([[0.5, 0.25]])
-    assert torch.equal(similarity_target(pairs, match, False), pairs["similarity"])
+    probabilities = torch.tensor([[0.5, 0.25, 0.25]])
+    assert torch.equal(similarity_target(pairs, probabilities, False), pairs["similarity"])
     # decision (p 0.5, relative 1): 0.8; prompt of class 2 (relative 0.5): 0.5·0.4 + 0.5·0.2
-    torch.testing.assert_close(similarity_target(pairs, match, True), torch.tensor([[0.8, 0.3]]))
+    target = similarity_target(pairs, probabilities, True)
+    torch.testing.assert_close(target, torch.tensor([[0.8, 0.3]]))
     weights = dict(lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=0.0)
     for silent, expected in [(False, 0.0), (True, (0.4 - 0.3) ** 2 / 2)]:
         brain = SimpleNamespace(hparams=SimpleNamespace(**weights, silent_mismatch=silent))

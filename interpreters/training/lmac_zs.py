@@ -18,13 +18,15 @@ from interpreters.training.brain import InterpreterBrain
 
 
 def similarity_target(
-    pairs: dict[str, torch.Tensor], match: torch.Tensor, silent_mismatch: bool
+    pairs: dict[str, torch.Tensor], probabilities: torch.Tensor, silent_mismatch: bool
 ) -> torch.Tensor:
     """What each masked audio x prompt pair must reproduce [B, P]: the audio's similarity, or
-    (``silent_mismatch``) a blend towards silence's as the prompt's probability ``match`` falls."""
+    (``silent_mismatch``) a blend towards silence's as the prompt's zero-shot probability
+    (``probabilities`` [B, C], every class) falls below the decision's."""
     if not silent_mismatch:
         return pairs["similarity"]
-    relative = match / pairs["logits"].softmax(-1).amax(-1, keepdim=True).detach()
+    top = probabilities.amax(-1, keepdim=True)
+    relative = probabilities[:, pairs["classes"]] / top
     return relative * pairs["similarity"] + (1 - relative) * pairs["silence_similarity"][None]
 
 
@@ -89,8 +91,9 @@ class LMACZSBrain(InterpreterBrain):
         """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks
         + λ_mis·mean mask weighted by how little the audio matches each prompt."""
         masks = pairs["masks"]
-        match = pairs["logits"].softmax(-1)[:, pairs["classes"]].detach()  # [B, P]
-        target = similarity_target(pairs, match, self.hparams.silent_mismatch)
+        probabilities = pairs["logits"].softmax(-1).detach()  # [B, C]
+        match = probabilities[:, pairs["classes"]]  # [B, P]
+        target = similarity_target(pairs, probabilities, self.hparams.silent_mismatch)
         fit = (target - pairs["masked_similarity"]).square().mean()
         loss = fit + self.hparams.lambda_reg * masks.mean()
         if self.hparams.lambda_mismatch > 0:
