@@ -73,6 +73,29 @@ def test_each_explained_row_carries_the_clip_it_explains_as_it_sounds_in_the_mix
     torch.testing.assert_close(heard, gain * clip, atol=1e-6, rtol=0)
 
 
+def test_correct_pairs_only_keeps_the_mixtures_whose_two_clips_are_decided_as_labelled():
+    model = classifier("spec")
+    wavs, lens = 0.1 * torch.randn(6, 4000), torch.ones(6)
+    decisions = model(wavs).argmax(-1)
+    labels = decisions.clone()
+    labels[3] = (decisions[3] + 1) % model.n_classes  # mixture of clips 2+3: partner wrong
+
+    def mixtures(labels=None):
+        generator = torch.Generator().manual_seed(3)
+        return explained_mixtures(
+            model, wavs, lens, (-5.0, 5.0), generator, 1.0, True, True, labels
+        )
+
+    every, kept = mixtures(), mixtures(labels)
+    # mixtures 0+1, 2+3, 4+5 -> 0+1 and 4+5, each explained for its first clip, then its second
+    torch.testing.assert_close(kept.wavs, every.wavs[[0, 2, 3, 5]])
+    assert torch.equal(kept.target, decisions[[0, 4, 1, 5]])
+    assert torch.equal(kept.sources, every.sources[[0, 2, 3, 5]])
+    labels[1] = (decisions[1] + 1) % model.n_classes  # no mixture left right: all are kept
+    labels[5] = (decisions[5] + 1) % model.n_classes
+    torch.testing.assert_close(mixtures(labels).wavs, every.wavs)
+
+
 def band_noise(bands: list[tuple[float, float]], length: int = 4000) -> torch.Tensor:
     """One clip of noise per (low, high) band in Hz, peak 0.3."""
     freqs = torch.fft.rfftfreq(length, 1 / 16000)

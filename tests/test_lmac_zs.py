@@ -131,7 +131,7 @@ def test_mismatch_term_weighs_each_mask_by_how_little_its_audio_matches_the_prom
         "classes": torch.tensor([0, 2]),
     }
     weights = SimpleNamespace(
-        lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=2.0, silent_mismatch=False
+        lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=2.0, lambda_in=0.0, silent_mismatch=False
     )
     loss = LMACZSBrain.pair_loss(SimpleNamespace(hparams=weights), pairs)
     # mean((1 - 0.5)·1, (1 - 0.25)·0.5) = 0.4375, times λ = 2
@@ -156,10 +156,41 @@ def test_silent_mismatch_target_moves_to_silence_as_the_prompt_matches_less():
     # decision (p 0.5, relative 1): 0.8; prompt of class 2 (relative 0.5): 0.5·0.4 + 0.5·0.2
     target = similarity_target(pairs, probabilities, True)
     torch.testing.assert_close(target, torch.tensor([[0.8, 0.3]]))
-    weights = dict(lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=0.0)
+    weights = dict(lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=0.0, lambda_in=0.0)
     for silent, expected in [(False, 0.0), (True, (0.4 - 0.3) ** 2 / 2)]:
         brain = SimpleNamespace(hparams=SimpleNamespace(**weights, silent_mismatch=silent))
         assert float(LMACZSBrain.pair_loss(brain, pairs)) == pytest.approx(expected)
+
+
+def test_in_term_asks_the_decisions_masked_audio_to_keep_the_decision():
+    """Only pairs whose prompt is the clip's decision count: clip 0 decides class 0 (its pair
+    0), clip 1 decides class 1, whose prompt is not in the batch."""
+    from types import SimpleNamespace
+
+    from interpreters.training.lmac_zs import LMACZSBrain, decision_kept_loss
+
+    masked_logits = torch.zeros(2, 2, 3)
+    masked_logits[0, 0] = torch.tensor([0.6, 0.2, 0.2]).log()  # clip 0, prompt of class 0
+    masked_logits[0, 1] = torch.tensor([0.1, 0.1, 0.8]).log()  # clip 0, prompt of class 2
+    pairs = {
+        "masks": torch.zeros(2, 2, 1, 2),
+        "similarity": torch.zeros(2, 2),
+        "masked_similarity": torch.zeros(2, 2),
+        "masked_logits": masked_logits,
+        "logits": torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.6, 0.3]]).log(),
+        "classes": torch.tensor([0, 2]),
+    }
+    probabilities = pairs["logits"].softmax(-1)
+    assert float(decision_kept_loss(pairs, probabilities)) == pytest.approx(
+        -torch.tensor(0.6).log()
+    )
+    weights = SimpleNamespace(
+        lambda_reg=0.0, lambda_div=0.0, lambda_mismatch=0.0, lambda_in=2.0, silent_mismatch=False
+    )
+    loss = LMACZSBrain.pair_loss(SimpleNamespace(hparams=weights), pairs)
+    assert float(loss) == pytest.approx(-2 * torch.tensor(0.6).log())
+    pairs["classes"] = torch.tensor([2, 2])  # no clip's decision among the prompts
+    assert float(decision_kept_loss(pairs, probabilities)) == 0.0
 
 
 def test_free_text_is_told_from_class_targets():
@@ -212,3 +243,72 @@ def test_a_clap_at_another_rate_than_the_data_stops_in_one_line(tiny_clap, tmp_p
         match="is at 16000 Hz but the classifier expects 32000 Hz; set sample_rate: 32000",
     ):
         load_method(["hparams/lmac_zs.yaml", *args, "--device=cpu"])
+
+
+def test_a_clap_folder_is_its_own_classifier_kind_and_asks_for_its_labels(tiny_clap, tmp_path):  # noqa: F811
+    from interpreters.models.clap import ZeroShotCLAP
+    from interpreters.models.kinds import classifier_kind
+    from interpreters.models.loading import load_classifier
+
+    folder = plain_clap(tiny_clap, tmp_path / "clap")
+    assert classifier_kind(str(folder)) == "clap"
+    with pytest.raises(InterpreterError, match="set zero_shot_labels") as err:
+        load_classifier(str(folder), tmp_path / "save")
+    assert "\n" not in str(err.value)
+    classifier = load_classifier(str(folder), tmp_path / "save", labels=["knock", "siren"])
+    assert isinstance(classifier, ZeroShotCLAP) and classifier.labels == ["knock", "siren"]
+    assert not any(p.requires_grad for p in classifier.parameters())
+
+
+def test_compare_clap_scores_lmac_zs_and_a_baseline_on_the_same_decisions(
+    trained_run,
+    tiny_clap,  # noqa: F811
+    tmp_path,
+):
+    """hparams/compare_clap.yaml through recipes/evaluate.py: LMAC-ZS from its checkpoint and
+    GradCAM on the CLAP's last stage explain the same zero-shot decision of the same clips."""
+    import json
+
+    from interpreters.data.synth import class_names
+
+    out, _, _ = trained_run
+    clap = str(tiny_clap["pretrained"])
+    lmac_zs = {
+        "clap_source": clap,
+        "save_folder": str(out / "save"),
+        "output_folder": str(tmp_path / "zs"),
+    }
+    gradcam = {
+        "classifier_source": clap,
+        "classifier_kind": "clap",
+        "zero_shot_labels": class_names(),
+        "method": "gradcam",
+        "gradcam_layer": "hidden.-1",
+        "output_folder": str(tmp_path / "gc"),
+    }
+    methods = {
+        "methods": [
+            {"name": "LMAC-ZS", "hparams": "hparams/lmac_zs.yaml", "overrides": lmac_zs},
+            {"name": "GradCAM", "hparams": "hparams/baselines.yaml", "overrides": gradcam},
+        ]
+    }
+    run_recipe(
+        "evaluate.py",
+        "hparams/compare_clap.yaml",
+        f"--data_folder={tiny_clap['data']}",
+        f"--output_folder={tmp_path / 'compare'}",
+        f"--method_list={json.dumps(methods)}",
+        "--batch_size=8",
+        "--n_examples=1",
+        "--timing_clips=4",
+        "--sanity_clips=4",
+        *TINY_DATA,
+    )
+    record = json.loads((tmp_path / "compare" / "comparison.json").read_text())
+    assert not record["skipped"]
+    for name in ["LMAC-ZS · test", "GradCAM · test", "GradCAM · mixtures"]:
+        assert 0 <= record["metrics"][name]["AD"] <= 100
+    assert set(record["verdicts"]) == {"LMAC-ZS", "GradCAM"}
+    zs = json.loads((tmp_path / "zs" / "metrics.json").read_text())
+    gc = json.loads((tmp_path / "gc" / "metrics.json").read_text())
+    assert zs["LMAC-ZS · mixtures"]["in-mix"] == gc["GradCAM · mixtures"]["in-mix"]

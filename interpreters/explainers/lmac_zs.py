@@ -178,7 +178,8 @@ class LMACZS(Explainer):
     # ---- every audio x prompt pair (training, and evaluation's prompt sensitivity) ---------
 
     def pair_outputs(self, wavs: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Masks M_ij [B, P, T, F], similarities s_ij and ŝ_ij [B, P] for audios j, prompts i."""
+        """Masks M_ij [B, P, T, F], similarities s_ij and ŝ_ij [B, P] for audios i, prompts j,
+        and the zero-shot logits of each masked audio over every class prompt [B, P, C]."""
         audio, hidden, logits = self.encode(wavs)
         text = self.classifier.class_embeddings()[classes]  # [P, D]
         batch, prompts = len(wavs), len(classes)
@@ -198,10 +199,12 @@ class LMACZS(Explainer):
         )
         kept = self.classifier.audio_embeddings(self.front_end.synthesise(pairs, mask))
         masked_similarity = (kept * text.repeat(batch, 1)).sum(-1)
+        masked_logits = scale * kept @ self.classifier.class_embeddings().T
         return {
             "masks": mask.view(batch, prompts, *mask.shape[1:]),
             "similarity": similarity,
             "masked_similarity": masked_similarity.view(batch, prompts),
+            "masked_logits": masked_logits.view(batch, prompts, -1),
             "silence_similarity": self.silence_similarity(wavs.shape[-1], text),
             "logits": logits,
             "classes": classes,
@@ -229,6 +232,7 @@ class LMACZS(Explainer):
             "pair_masks": pairs["masks"].detach(),
             "pair_similarity": pairs["similarity"],
             "pair_masked_similarity": pairs["masked_similarity"],
+            "pair_masked_logits": pairs["masked_logits"],
             "pair_silence_similarity": pairs["silence_similarity"],
             "pair_logits": logits,
         }

@@ -104,6 +104,14 @@ def image_to_time_frequency(hidden: torch.Tensor, freq_ratio: int) -> torch.Tens
     )
 
 
+def time_frequency_to_image(unfolded: torch.Tensor, freq_ratio: int) -> torch.Tensor:
+    """The inverse of ``image_to_time_frequency``: [B, C, T', F'] -> HTSAT's [B, C, H, W]."""
+    batch, channels, time, freq = unfolded.shape
+    width = time // freq_ratio
+    folded = unfolded.reshape(batch, channels, freq_ratio, width, freq)
+    return folded.permute(0, 1, 2, 4, 3).reshape(batch, channels, freq_ratio * freq, width)
+
+
 class ZeroShotCLAP(AudioClassifier):
     """A frozen CLAP classifying by similarity to one text prompt per class.
 
@@ -169,10 +177,38 @@ class ZeroShotCLAP(AudioClassifier):
         return self.mel(wavs)
 
     def embed(self, features: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """Features -> unit-norm audio embedding [B, D] and hidden maps [B, C, T', F']."""
-        out = self.clap.get_audio_features(input_features=features, output_hidden_states=True)
-        hidden = [image_to_time_frequency(h, self.freq_ratio) for h in out.hidden_states]
+        """Features -> unit-norm audio embedding [B, D] and hidden maps [B, C, T', F'] (the
+        patch embedding's and each stage's tokens, unfolded to time x mel). The encoder goes on
+        from the unfolded maps, so they lie on the path to the embedding and gradients reach
+        them (GradCAM, L-MAC's conditioning)."""
+        encoder = self.clap.audio_model.audio_encoder
+        hidden: list[torch.Tensor] = []
+        hooks = [encoder.patch_embed.register_forward_hook(self._unfolding(hidden, encoder))]
+        hooks += [stage.register_forward_hook(self._unfolding(hidden)) for stage in encoder.layers]
+        try:
+            out = self.clap.get_audio_features(input_features=features)
+        finally:
+            for hook in hooks:
+                hook.remove()
         return out.pooler_output, hidden
+
+    def _unfolding(self, hidden: list[torch.Tensor], encoder=None):
+        """A forward hook replacing a module's tokens [B, H*W, C] by the same tokens rebuilt
+        from their time x mel map, which it appends to ``hidden``. With ``encoder`` (the patch
+        embedding) the grid is the encoder's first resolution; a stage reports its own."""
+
+        def hook(module, inputs, output):
+            tokens = output if encoder is not None else output[0]
+            height, width = encoder.input_resolutions[0] if encoder is not None else output[2][-2:]
+            batch, _, channels = tokens.shape
+            image = tokens.view(batch, height, width, channels).permute(0, 3, 1, 2)
+            unfolded = image_to_time_frequency(image, self.freq_ratio)
+            hidden.append(unfolded)
+            rebuilt = time_frequency_to_image(unfolded, self.freq_ratio)
+            rebuilt = rebuilt.permute(0, 2, 3, 1).reshape(batch, height * width, channels)
+            return rebuilt if encoder is not None else (rebuilt, *output[1:])
+
+        return hook
 
     def audio_embeddings(self, wavs: torch.Tensor) -> torch.Tensor:
         """Waveforms -> unit-norm audio embeddings [B, D]."""

@@ -4,8 +4,10 @@ Kinds: "interpreters" (this project's export: hyperparams.yaml with a ``classifi
 classifier.ckpt), "speechbrain" (a SpeechBrain inference folder: hyperparams.yaml with
 ``embedding_model``, ``classifier``, ``label_encoder`` and ``pretrainer``, or a custom interface
 .py next to a hyperparams.yaml with a ``pretrainer``), "transformers" (config.json with
-``id2label`` and an audio-classification model type). For a hub id only those small files are
-fetched to decide. An explicit kind overrides detection; a source that fits two kinds asks for one.
+``id2label`` and an audio-classification model type), "clap" (config.json of a ClapModel: a
+zero-shot classifier over one prompt per class of ``labels``). For a hub id only those small
+files are fetched to decide. An explicit kind overrides detection; a source that fits two
+kinds asks for one.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ KINDS = {
     "speechbrain": "hyperparams.yaml with embedding_model, classifier, label_encoder and "
     "pretrainer (EncoderClassifier/AudioClassifier layout), or a custom interface .py",
     "transformers": "config.json with id2label and an AutoModelForAudioClassification model type",
+    "clap": "config.json of a ClapModel (zero-shot over the class names in zero_shot_labels)",
 }
 SPEECHBRAIN_KEYS = {"embedding_model", "classifier", "label_encoder", "pretrainer"}
 
@@ -67,6 +70,8 @@ def kinds_of(keys: set[str] | None, config: dict | None, files: set[str]) -> lis
             found.append("interpreters")
     if is_audio_classifier_config(config):
         found.append("transformers")
+    if config and config.get("model_type") == "clap":
+        found.append("clap")
     return found
 
 
@@ -111,7 +116,7 @@ def classifier_kind(
     kind: str | None = None,
     key: str = "classifier_source",
 ) -> str:
-    """The kind ("interpreters", "speechbrain", "transformers") of a folder or hub id; an
+    """The kind ("interpreters", "speechbrain", "transformers", "clap") of a folder or hub id; an
     explicit ``kind`` wins. A hub id's small files go to ``savedir`` (a temporary folder when
     None)."""
     if kind is not None:
@@ -137,10 +142,19 @@ def classifier_kind(
     return found[0]
 
 
-def load_any_classifier(source: str, savedir: str | Path, kind: str | None = None, **options):
-    """An AudioClassifier of the source's kind (detected unless ``kind`` is given)."""
+def load_any_classifier(
+    source: str,
+    savedir: str | Path,
+    kind: str | None = None,
+    labels: list[str] | None = None,
+    **options,
+):
+    """An AudioClassifier of the source's kind (detected unless ``kind`` is given); ``labels``
+    are the class names a zero-shot CLAP prompts for (the other kinds carry their own)."""
     key = options.get("key", "classifier_source")
     kind = classifier_kind(source, savedir, kind, key)
+    if kind == "clap":
+        return zero_shot_clap(source, labels, key)
     if kind == "interpreters":
         from interpreters.models.loading import load_exported
 
@@ -152,3 +166,16 @@ def load_any_classifier(source: str, savedir: str | Path, kind: str | None = Non
     from interpreters.models.transformers_audio import TransformersClassifier
 
     return TransformersClassifier(source, **options)
+
+
+def zero_shot_clap(source: str, labels: list[str] | None, key: str):
+    """A CLAP folder or hub id as a classifier over one prompt per class name."""
+    from interpreters.models.clap import ZeroShotCLAP, load_clap
+
+    if not labels:
+        raise InterpreterError(
+            f"{key} {source} is a CLAP, which classifies by text prompts: set zero_shot_labels "
+            "to the class names to prompt for"
+        )
+    model, processor = load_clap(source, key)
+    return ZeroShotCLAP(labels=list(labels), model=model, processor=processor)

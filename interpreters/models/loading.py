@@ -26,14 +26,15 @@ def load_classifier(
     savedir: str | Path,
     kind: str | None = None,
     key: str = "classifier_source",
+    labels: list[str] | None = None,
     **options,
 ):
     """A frozen classifier from a folder or hub id of any kind: this project's export, a
-    SpeechBrain inference folder, a transformers audio classifier (detected unless ``kind``
-    names one; ``options`` go to the adapter)."""
+    SpeechBrain inference folder, a transformers audio classifier, a CLAP prompted with
+    ``labels`` (detected unless ``kind`` names one; ``options`` go to the adapter)."""
     from interpreters.models.kinds import load_any_classifier
 
-    classifier = load_any_classifier(source, savedir, kind, key=key, **options)
+    classifier = load_any_classifier(source, savedir, kind, labels, key=key, **options)
     return classifier.eval().requires_grad_(False)
 
 

@@ -1,7 +1,10 @@
 """Training LMAC-ZS on every audio x prompt pair of a batch:
 L = mean (t_ij − ŝ_ij)² + λ_reg·mean(M) + λ_div·mean_{i≠i'} cos(M_ij, M_i'j)
     + λ_mis·mean((1 − p_ij)·M_ij), p_ij the zero-shot probability of class j for audio i: a mask
-is penalised in proportion to how little its audio matches the prompt.
+is penalised in proportion to how little its audio matches the prompt;
+    + λ_in·CE(zero-shot logits of X ⊙ M_ic, c) over the pairs of each clip's decision c: what the
+decision's mask keeps must still be classified as c among every class prompt (L-MAC's in-term),
+which the similarity term alone does not ask.
 The target t_ij is the audio's similarity s_ij; with ``silent_mismatch`` it moves towards the
 similarity of silence s0_j as the prompt matches less, t_ij = r_ij·s_ij + (1 − r_ij)·s0_j with
 r_ij = p_ij / max_k p_ik (1 for the decision), so keeping everything no longer reproduces a
@@ -30,6 +33,16 @@ def similarity_target(
     return relative * pairs["similarity"] + (1 - relative) * pairs["silence_similarity"][None]
 
 
+def decision_kept_loss(pairs: dict[str, torch.Tensor], probabilities: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of each clip's zero-shot decision on the audio its decision's mask keeps,
+    over the pairs whose prompt is that decision (0 when no clip's decision is among them)."""
+    decisions = probabilities.argmax(-1)  # [B]
+    rows, columns = (pairs["classes"][None] == decisions[:, None]).nonzero(as_tuple=True)
+    if len(rows) == 0:
+        return pairs["masked_logits"].sum() * 0
+    return F.cross_entropy(pairs["masked_logits"][rows, columns], decisions[rows])
+
+
 class LMACZSBrain(InterpreterBrain):
     """Masked audio must reproduce the similarity of every audio x prompt pair of the batch."""
 
@@ -37,6 +50,7 @@ class LMACZSBrain(InterpreterBrain):
         "lambda_reg",
         "lambda_div",
         "lambda_mismatch",
+        "lambda_in",
         "silent_mismatch",
         "prompts_per_batch",
     ]
@@ -79,6 +93,7 @@ class LMACZSBrain(InterpreterBrain):
                 "masks": extras["pair_masks"],
                 "similarity": extras["pair_similarity"],
                 "masked_similarity": extras["pair_masked_similarity"],
+                "masked_logits": extras["pair_masked_logits"],
                 "silence_similarity": extras["pair_silence_similarity"],
                 "logits": extras["pair_logits"],
                 "classes": torch.arange(
@@ -89,7 +104,8 @@ class LMACZSBrain(InterpreterBrain):
 
     def pair_loss(self, pairs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Similarity reproduction + λ_reg·mean mask + λ_div·mean cosine between prompts' masks
-        + λ_mis·mean mask weighted by how little the audio matches each prompt."""
+        + λ_mis·mean mask weighted by how little the audio matches each prompt + λ_in·the
+        decision kept by its own mask."""
         masks = pairs["masks"]
         probabilities = pairs["logits"].softmax(-1).detach()  # [B, C]
         match = probabilities[:, pairs["classes"]]  # [B, P]
@@ -101,6 +117,8 @@ class LMACZSBrain(InterpreterBrain):
                 loss
                 + self.hparams.lambda_mismatch * ((1 - match) * masks.flatten(2).mean(-1)).mean()
             )
+        if self.hparams.lambda_in > 0:
+            loss = loss + self.hparams.lambda_in * decision_kept_loss(pairs, probabilities)
         prompts = masks.shape[1]
         if prompts > 1 and self.hparams.lambda_div > 0:
             unit = F.normalize(masks.flatten(2), dim=-1)

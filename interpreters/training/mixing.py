@@ -60,10 +60,12 @@ def explained_mixtures(
     prob: float,
     two_targets: bool,
     disjoint_pairs: bool,
+    labels: torch.Tensor | None = None,
 ) -> ExplainedMixtures:
     """The batch mixed on the fly and what to explain on it: with ``two_targets`` every mixture
     twice, once for each clip's own decision (taken before mixing; no stems), on the B/2
-    mixtures of clips 2k and 2k + 1 with ``disjoint_pairs``."""
+    mixtures of clips 2k and 2k + 1 with ``disjoint_pairs``. Given the clips' ``labels``, only
+    mixtures whose clips are both classified correctly are kept (all, if none is)."""
     if two_targets:
         with torch.no_grad():
             decisions = classifier(wavs).argmax(dim=-1)
@@ -83,11 +85,29 @@ def explained_mixtures(
             partner[keep],
         )
         decisions, other = decisions[keep], other[keep]
+    if labels is not None:
+        selected = slice(0, 2 * (len(labels) // 2), 2) if disjoint_pairs else slice(None)
+        wavs, lens, mixed, own, partner, decisions, other = correctly_decided(
+            (wavs, lens, mixed, own, partner, decisions, other),
+            labels[selected],
+            labels.roll(-1)[selected],
+        )
     target = torch.cat([decisions, other])
     pairs = mixed & (other != decisions)
     return ExplainedMixtures(
         torch.cat([wavs, wavs]), torch.cat([lens, lens]), target, pairs, torch.cat([own, partner])
     )
+
+
+def correctly_decided(rows: tuple, labels: torch.Tensor, partner_labels: torch.Tensor) -> tuple:
+    """The mixtures (each tensor of ``rows`` indexed by mixture, as ``explained_mixtures``
+    orders them: ..., mixed, own, partner, decisions, other) whose own decision matches its
+    label and, where mixed, whose partner's does too; every mixture when none does."""
+    mixed, decisions, other = rows[2], rows[5], rows[6]
+    correct = (decisions == labels) & (~mixed | (other == partner_labels))
+    if not correct.any():
+        return rows
+    return tuple(row[correct] for row in rows)
 
 
 class MixingBrain(InterpreterBrain):
@@ -99,6 +119,7 @@ class MixingBrain(InterpreterBrain):
         "snr_range",
         "two_targets",
         "disjoint_pairs",
+        "correct_pairs_only",
         "mix_valid",
         "seed",
     ]
@@ -116,6 +137,10 @@ class MixingBrain(InterpreterBrain):
     def stage_batch(self, batch, stage) -> tuple[torch.Tensor, torch.Tensor]:
         """The batch's waveforms and relative lengths as this stage sees them."""
         return batch.sig.data.to(self.device), batch.sig.lengths.to(self.device)
+
+    def batch_labels(self, batch) -> torch.Tensor:
+        """The batch's class indices [B] as this stage sees its clips."""
+        return batch.label_index.data[:, 0].to(self.device)
 
     def compute_forward(self, batch, stage):
         """Mix the batch (training, and validation with ``mix_valid``) and explain it; clean
@@ -137,6 +162,7 @@ class MixingBrain(InterpreterBrain):
             hp.mix_prob,
             hp.two_targets,
             hp.disjoint_pairs,
+            self.batch_labels(batch) if hp.correct_pairs_only and training else None,
         )
         explanation = self.explainer.explain(mixtures.wavs, mixtures.lens, mixtures.target)
         explanation.extras["sources"] = mixtures.sources
