@@ -157,9 +157,8 @@ def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide):
         wanted = source > FRONT_END.analyse(explanation.extras["others"]).compressed
     mask = explanation.mask.detach()
     assert mask[wanted].mean() > mask[~wanted].mean() + 0.2
-    brain.hparams.guide = "lowd"
     with pytest.raises(InterpreterError, match="yaml key guide is 'lowd'; use loud or dominant"):
-        brain.loss(explanation, *heard)
+        lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "bad", guide="lowd")
 
 
 @pytest.mark.parametrize("kind", ["spec", "wave"])
@@ -186,13 +185,49 @@ def test_decoder_shape_and_range_for_2d_and_1d_hidden_maps(kind):
     wavs = torch.randn(2, 4000) * 0.1
     compressed = FRONT_END.analyse(wavs).compressed
     _, hidden, condition = condition_for(model, wavs)
-    for stride, use_input in ((1, False), (2, True)):
+    for stride, use_input, unet in ((1, False, 0), (2, True, 0), (1, False, 2), (3, False, 3)):
         decoder = ConditionedMaskDecoder(
-            model.hidden_channels, channels=4, decode_stride=stride, use_input=use_input
+            model.hidden_channels,
+            channels=4,
+            decode_stride=stride,
+            use_input=use_input,
+            unet_levels=unet,
         )
         mask = decoder(hidden, compressed, condition)
         assert mask.shape == compressed.shape
         assert float(mask.min()) >= 0 and float(mask.max()) <= 1
+    with pytest.raises(InterpreterError, match="set input_layers: 0 and use_input: False"):
+        ConditionedMaskDecoder(model.hidden_channels, input_layers=2, unet_levels=2)
+
+
+def harmonic_clips(f0s: list[float], length: int = 4000) -> torch.Tensor:
+    """Clips of 8 equal harmonics of each f0 (a comb over frequency finer than hidden maps)."""
+    t = torch.arange(length) / 16000
+    return torch.stack(
+        [sum(torch.sin(2 * torch.pi * k * f0 * t) for k in range(1, 9)) / 8 for f0 in f0s]
+    )
+
+
+def test_unet_decoder_draws_a_mask_finer_than_the_classifier_maps():
+    """Fitted to the harmonics' bins (a comb the classifier's pooled maps cannot resolve), the
+    U-Net over the input gets far closer than the decoder of hidden maps alone."""
+    model = classifier("spec")
+    wavs = harmonic_clips([310.0, 440.0, 530.0, 670.0])
+    compressed = FRONT_END.analyse(wavs).compressed
+    wanted = (compressed > 0.3 * compressed.amax(dim=(1, 2), keepdim=True)).float()
+    _, hidden, condition = condition_for(model, wavs)
+    losses = {}
+    for unet in (0, 2):
+        torch.manual_seed(0)
+        decoder = ConditionedMaskDecoder(model.hidden_channels, channels=4, unet_levels=unet)
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
+        for _ in range(150):
+            loss = F.binary_cross_entropy(decoder(hidden, compressed, condition), wanted)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        losses[unet] = float(loss)
+    assert losses[2] < 0.3 * losses[0], losses
 
 
 def test_two_target_step_explains_both_clips_and_trains_the_decoder(tmp_path):

@@ -90,6 +90,59 @@ class MaskDecoder(nn.Module):
         return torch.sigmoid(self.refine(fused)).squeeze(1)
 
 
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two 3×3 convolutions with ReLUs (a U-Net stage; no batch statistics, so a clip's mask
+    does not depend on the rest of its batch)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(out_channels, out_channels, kernel_size=3, padding=1),
+        nn.ReLU(),
+    )
+
+
+class InputUNet(nn.Module):
+    """U-Net over the normalised input spectrogram whose every decoding stage also reads the
+    class-conditioned features: detail as fine as the bins (harmonics), told the class at
+    every scale. Widths ``channels`` × 2^level; max-pooling by 2 down, bilinear resizing up."""
+
+    def __init__(self, channels: int, levels: int) -> None:
+        super().__init__()
+        widths = [channels * 2**level for level in range(levels + 1)]
+        self.down = nn.ModuleList(
+            conv_block(1 if level == 0 else widths[level - 1], width)
+            for level, width in enumerate(widths)
+        )
+        self.up = nn.ModuleList(
+            conv_block(width + channels + (widths[level + 1] if level < levels else 0), width)
+            for level, width in enumerate(widths)
+        )
+
+    def forward(self, condition: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """Class features [B, channels, T, F] and the image [B, 1, T, F] -> [B, channels, T, F]."""
+        skips, x = [], image
+        for level, block in enumerate(self.down):
+            if level:
+                x = F.max_pool2d(x, kernel_size=2, ceil_mode=True)
+            x = block(x.contiguous(memory_format=NHWC))
+            skips.append(x)
+        x = None
+        for level in reversed(range(len(self.up))):
+            skip = skips[level]
+            parts = [skip, resize(condition, skip.shape[2:])]
+            if x is not None:
+                parts.append(resize(x, skip.shape[2:]))
+            x = self.up[level](torch.cat(parts, dim=1).contiguous(memory_format=NHWC))
+        return x
+
+
+def resize(x: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear resizing of [B, C, H, W] maps to ``size`` (no-op when already there)."""
+    if tuple(x.shape[2:]) == tuple(size):
+        return x
+    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+
 class ConditionedMaskDecoder(nn.Module):
     """Coarse-to-fine decoder of class-conditioned hidden maps -> sigmoid mask [B, T, F].
 
@@ -101,7 +154,9 @@ class ConditionedMaskDecoder(nn.Module):
     coarser grid, the mask upsampled). ``use_input`` adds the normalised compressed input
     before the last convolution (it makes the mask follow input energy); ``input_layers`` > 0
     adds features learnt from it instead, 3×3 convolutions dilated 1, 2, 4... along frequency,
-    for detail finer than the classifier's maps keep (harmonics).
+    for detail finer than the classifier's maps keep (harmonics); ``unet_levels`` > 0 replaces
+    the last convolution by an ``InputUNet`` of that depth over the input, reading the class
+    features at every scale.
     """
 
     def __init__(
@@ -116,8 +171,14 @@ class ConditionedMaskDecoder(nn.Module):
         decode_stride: int = 1,
         mask_bias: float = 0.0,
         input_layers: int = 0,
+        unet_levels: int = 0,
     ) -> None:
         super().__init__()
+        if unet_levels and (input_layers or use_input):
+            raise InterpreterError(
+                "unet_levels > 0 reads the input spectrogram itself; set input_layers: 0 and "
+                "use_input: False with it"
+            )
         count = len(hidden_channels)
         layers = list(range(count)) if layers is None else list(layers)
         check_layers(layers, hidden_channels, "decoder_layers")
@@ -148,7 +209,9 @@ class ConditionedMaskDecoder(nn.Module):
             )
         )
         extra = int(use_input) + channels * int(input_layers > 0)
-        self.final = nn.Conv2d(channels + extra, channels, kernel_size=3, padding=1)
+        self.unet = InputUNet(channels, unet_levels) if unet_levels else None
+        if self.unet is None:
+            self.final = nn.Conv2d(channels + extra, channels, kernel_size=3, padding=1)
         self.out = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.constant_(self.out.bias, mask_bias)
 
@@ -174,14 +237,18 @@ class ConditionedMaskDecoder(nn.Module):
             x = F.relu(stage(level))
         grid = tuple(-(-n // self.decode_stride) for n in size)
         x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
-        if self.use_input or len(self.input_net):
+        if self.use_input or len(self.input_net) or self.unet is not None:
             scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             image = F.adaptive_avg_pool2d((compressed / scale).unsqueeze(1), grid)
-            parts = [image] if self.use_input else []
-            if len(self.input_net):
-                parts.append(self.input_net(image.contiguous(memory_format=NHWC)))
-            x = torch.cat([x, *parts], dim=1)
-        logits = self.out(F.relu(self.final(x.contiguous(memory_format=NHWC))))
+        if self.unet is not None:
+            logits = self.out(self.unet(x, image))
+        else:
+            if self.use_input or len(self.input_net):
+                parts = [image] if self.use_input else []
+                if len(self.input_net):
+                    parts.append(self.input_net(image.contiguous(memory_format=NHWC)))
+                x = torch.cat([x, *parts], dim=1)
+            logits = self.out(F.relu(self.final(x.contiguous(memory_format=NHWC))))
         if grid != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
         return torch.sigmoid(logits).squeeze(1)

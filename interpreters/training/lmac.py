@@ -37,6 +37,14 @@ class LMACBrain(MixingBrain):
         "guide",
         "guide_threshold",
     ]
+    guides = ("loud", "dominant")
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if self.hparams.guide not in self.guides:  # before any step, not at the first loss
+            raise InterpreterError(
+                f"yaml key guide is {self.hparams.guide!r}; use {' or '.join(self.guides)}"
+            )
 
     def loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
@@ -68,12 +76,8 @@ class LMACBrain(MixingBrain):
         source = analyse(explanation.extras["sources"]).compressed
         if self.hparams.guide == "loud":
             target = guide_target(source, self.hparams.guide_threshold)
-        elif self.hparams.guide == "dominant":
-            target = (source > analyse(explanation.extras["others"]).compressed).to(source.dtype)
         else:
-            raise InterpreterError(
-                f"yaml key guide is {self.hparams.guide!r}; use loud or dominant"
-            )
+            target = (source > analyse(explanation.extras["others"]).compressed).to(source.dtype)
         mask = explanation.mask.clamp(1e-6, 1 - 1e-6)
         return F.binary_cross_entropy(mask, target)
 
