@@ -15,7 +15,7 @@ from interpreters.explainers.conditioning import class_condition
 from interpreters.explainers.lmac import LMAC, ConditionedMaskDecoder
 from interpreters.models.spectrogram_cnn import SpectrogramCNN
 from interpreters.models.waveform_cnn import WaveformCNN
-from interpreters.training.lmac import guide_target
+from interpreters.training.lmac import energy_weights, guide_target
 from interpreters.training.mixing import explained_mixtures, mix_parts
 
 LABELS = [f"c{i}" for i in range(5)]
@@ -122,8 +122,10 @@ def low_high_classifier():
     return model.eval().requires_grad_(False)
 
 
-@pytest.mark.parametrize("guide", ["loud", "dominant"])
-def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide):
+@pytest.mark.parametrize(
+    "guide, weight", [("loud", "uniform"), ("dominant", "uniform"), ("dominant", "energy")]
+)
+def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide, weight):
     compressed = torch.tensor([[[0.0, 1.0], [0.3, 0.4]]])
     assert guide_target(compressed, 0.35).tolist() == [[[0.0, 1.0], [0.0, 1.0]]]
     torch.manual_seed(1)
@@ -133,7 +135,7 @@ def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide):
         LMAC(model, FRONT_END, decoder),
         tmp_path,
         **dict(lambda_in=0.0, lambda_out=0.0, lambda_reg=0.0, lambda_excl=0.0),
-        **dict(lambda_guide=1.0, guide=guide),
+        **dict(lambda_guide=1.0, guide=guide, guide_weight=weight),
     )
     optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
     # clips 2k: noise below 1.5 kHz, clips 2k + 1: noise in 3-4.5 kHz (the rest is quiet)
@@ -149,16 +151,27 @@ def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide):
         loss.backward()
         optimiser.step()
         losses.append(float(loss))
-    assert losses[-1] < 0.7 * losses[0]
+    assert losses[-1] < 0.8 * losses[0]
     source = FRONT_END.analyse(explanation.extras["sources"]).compressed
     if guide == "loud":
         wanted = guide_target(source, 0.35) > 0
     else:
         wanted = source > FRONT_END.analyse(explanation.extras["others"]).compressed
     mask = explanation.mask.detach()
-    assert mask[wanted].mean() > mask[~wanted].mean() + 0.2
+    weights = energy_weights(explanation) if weight == "energy" else torch.ones_like(mask)
+
+    def mean(bins):  # the mask's mean over those bins, by the weights the guide gives them
+        return (mask * weights)[bins].sum() / weights[bins].sum()
+
+    assert mean(wanted) > mean(~wanted) + 0.2
     with pytest.raises(InterpreterError, match="yaml key guide is 'lowd'; use loud or dominant"):
         lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "bad", guide="lowd")
+    with pytest.raises(InterpreterError, match="guide_weight is 'loud'; use uniform or energy"):
+        lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "bad", guide_weight="loud")
+    weights = energy_weights(explanation)
+    compressed = explanation.spectrum.compressed
+    torch.testing.assert_close(weights.mean(dim=(1, 2)), torch.ones(len(weights)))
+    torch.testing.assert_close(weights * compressed.mean(dim=(1, 2), keepdim=True), compressed)
 
 
 @pytest.mark.parametrize("kind", ["spec", "wave"])

@@ -10,6 +10,8 @@ the clean clip whose decision it explains. ``guide: loud`` is upstream's L-MAC F
 or above ``guide_threshold`` of its peak, compressed); ``guide: dominant`` the bins where it is
 louder than the rest of the mixture (the training mixture's ideal binary mask). Both use the
 clean clips the training mixtures were made of, so results with them are reported apart.
+``guide_weight: energy`` weights the BCE's bins by the mixture's compressed magnitude (uniform:
+every bin alike, most of them quiet).
 """
 
 from __future__ import annotations
@@ -36,14 +38,21 @@ class LMACBrain(MixingBrain):
         "lambda_guide",
         "guide",
         "guide_threshold",
+        "guide_weight",
     ]
     guides = ("loud", "dominant")
+    guide_weights = ("uniform", "energy")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         if self.hparams.guide not in self.guides:  # before any step, not at the first loss
             raise InterpreterError(
                 f"yaml key guide is {self.hparams.guide!r}; use {' or '.join(self.guides)}"
+            )
+        if self.hparams.guide_weight not in self.guide_weights:
+            raise InterpreterError(
+                f"yaml key guide_weight is {self.hparams.guide_weight!r}; use "
+                f"{' or '.join(self.guide_weights)}"
             )
 
     def loss(
@@ -79,7 +88,9 @@ class LMACBrain(MixingBrain):
         else:
             target = (source > analyse(explanation.extras["others"]).compressed).to(source.dtype)
         mask = explanation.mask.clamp(1e-6, 1 - 1e-6)
-        return F.binary_cross_entropy(mask, target)
+        if self.hparams.guide_weight == "uniform":
+            return F.binary_cross_entropy(mask, target)
+        return F.binary_cross_entropy(mask, target, weight=energy_weights(explanation))
 
     def kept_energy(self, explanation: Explanation) -> torch.Tensor:
         """Share of the input's linear energy the mask lets through, per example [B]."""
@@ -87,6 +98,13 @@ class LMACBrain(MixingBrain):
         kept = front_end.expand(explanation.mask * compressed).square().flatten(1).sum(dim=1)
         total = front_end.expand(compressed).square().flatten(1).sum(dim=1)
         return kept / total.clamp_min(1e-12)
+
+
+def energy_weights(explanation: Explanation) -> torch.Tensor:
+    """Bin weights ∝ the mixture's compressed magnitude, mean 1 per clip: the guide's quiet bins,
+    where which source is louder is a coin toss of noise floors, count for little."""
+    compressed = explanation.spectrum.compressed
+    return compressed / compressed.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
 
 
 def guide_target(compressed: torch.Tensor, threshold: float) -> torch.Tensor:
