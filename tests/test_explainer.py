@@ -141,6 +141,26 @@ def test_ground_truth_scores_the_stem_of_the_explained_class(setup, which):
     assert oracle["SI-SDRi"].mean() > 5
 
 
+def test_mask_objective_is_scored_for_the_method_and_the_oracle_mask(setup):
+    explainer = setup["gradcam"]
+    batch = _batch(setup["datasets"]["mixtures"])
+    explanation = explainer.explain(
+        batch.sig.data, batch.sig.lengths, target=batch.stem_labels.data[:, 0]
+    )
+    evaluator = Evaluator(setup["folder"], mask_objective=lambda e, kept, removed: e.mask.mean())
+    values, oracle = evaluator.ground_truth(explainer, explanation, batch)
+    stft = explainer.front_end.stft
+    ideal = explainer.front_end.ratio_mask(
+        stft(batch.sig.data).abs(), stft(batch.stem1_sig.data).abs()
+    )
+    torch.testing.assert_close(values["loss-in-mix"], explanation.mask.mean().expand(len(ideal)))
+    torch.testing.assert_close(oracle["loss-in-mix"], ideal.mean().expand(len(ideal)))
+    assert (
+        "loss-in-mix"
+        not in Evaluator(setup["folder"]).ground_truth(explainer, explanation, batch)[0]
+    )
+
+
 def test_ground_truth_leaves_out_decisions_outside_the_mixture(setup):
     explainer = setup["gradcam"]
     batch = _batch(setup["datasets"]["mixtures"])

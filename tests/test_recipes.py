@@ -44,6 +44,11 @@ def test_lmac_recipe_trains_evaluates_and_resumes(trained_classifier, tmp_path):
         assert key in test_row and key in mix_row
     assert 0.0 <= test_row["MM"] <= 1.0
     assert "SI-SDRi" in metrics["oracle mask · mixtures"]
+    # the L-MAC loss of the oracle mask beside the learnt one's, on the same mixtures
+    assert all(
+        "loss-in-mix" in metrics[row] for row in ("L-MAC · mixtures", "oracle mask · mixtures")
+    )
+    assert "loss-in-mix" not in test_row
     assert "| L-MAC · test |" in (out / "metrics.md").read_text()
 
     wavs = sorted((out / "examples" / "test" / "wav").glob("*_interpretation.wav"))

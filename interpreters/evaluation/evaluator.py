@@ -15,6 +15,7 @@ import torch
 from speechbrain.dataio.dataloader import make_dataloader
 from speechbrain.utils.distributed import if_main_process
 
+from interpreters.audio import Spectrum
 from interpreters.evaluation import metrics
 from interpreters.evaluation.tables import write_metrics
 from interpreters.explainers.base import Explainer, Explanation, classify_halves
@@ -69,6 +70,9 @@ class Evaluator:
     """Scores explainers on data sets and writes what a person reads, hears and sees.
 
     ``objective``: optional training loss of the explainer (reported as ``loss``).
+    ``mask_objective``: a training loss that reads only mask, logits, target and spectrum; on sets
+    with stems it is scored for the method and for the oracle mask on the mixtures that hold the
+    decision (``loss-in-mix``): does the objective prefer the true source's mask to the learnt one?
     ``n_examples``: how many items per set get their wavs and picture written.
     """
 
@@ -77,10 +81,12 @@ class Evaluator:
         output_folder: str | Path,
         n_examples: int = 0,
         objective: Callable[..., torch.Tensor] | None = None,
+        mask_objective: Callable[..., torch.Tensor] | None = None,
     ) -> None:
         self.output_folder = Path(output_folder)
         self.n_examples = n_examples
         self.objective = objective
+        self.mask_objective = mask_objective
 
     # ---- one batch ------------------------------------------------------------------------
 
@@ -101,11 +107,11 @@ class Evaluator:
         }
         if batch is None or not hasattr(batch, "stem_labels"):
             return values, None
-        truth, oracle = self.ground_truth(explainer, explanation, batch)
+        truth, oracle = self.ground_truth(explainer, explanation, batch, (in_logits, out_logits))
         return {**values, **truth}, oracle
 
     def ground_truth(
-        self, explainer: Explainer, explanation: Explanation, batch
+        self, explainer: Explainer, explanation: Explanation, batch, heard=None
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Ground truth against the picked stem, for the explanation and for the oracle mask.
 
@@ -125,26 +131,58 @@ class Evaluator:
             front_end, explanation.interpretation, mask, mixture, target_stem, magnitudes, lens
         )
         oracle = self.oracle_scores(
-            explainer, explanation, mixture_spec, mixture, target_stem, magnitudes, lens
+            explainer, explanation, mixture_spec, mixture, target_stem, magnitudes, lens, found
         )
         truth = {**only_where(found, values), "in-mix": 100.0 * found.float()}
+        if self.mask_objective is not None:
+            heard = heard or classify_halves(explainer.classifier, explanation)
+            truth["loss-in-mix"] = self.objective_where(explanation, heard, found)
         return truth, only_where(found, oracle)
 
     def oracle_scores(
-        self, explainer, explanation, mixture_spec, mixture, target_stem, magnitudes, lens
+        self, explainer, explanation, mixture_spec, mixture, target_stem, magnitudes, lens, found
     ) -> dict[str, torch.Tensor]:
-        """Every metric of the ideal mask of the picked stem: the best any mask can do."""
+        """Every metric of the ideal mask of the picked stem: the best any mask can do; with an
+        objective, its training loss on the mixtures that hold the decision (``found``)."""
         front_end = explainer.front_end
         spectrum = front_end.spectrum(mixture_spec, mixture.shape[-1])
         mask = front_end.ratio_mask(magnitudes["mix"], magnitudes["target"])
         interpretation, residual = front_end.listenable(spectrum, mask)
-        oracle = Explanation(mask, interpretation, residual, explanation.logits, explanation.target)
-        return {
-            **faithfulness_scores(oracle, *classify_halves(explainer.classifier, oracle)),
+        oracle = Explanation(
+            mask, interpretation, residual, explanation.logits, explanation.target, {}, spectrum
+        )
+        heard = classify_halves(explainer.classifier, oracle)
+        scores = {
+            **faithfulness_scores(oracle, *heard),
             **metrics.mask_statistics(mask),
             **stem_scores(front_end, interpretation, mask, mixture, target_stem, magnitudes, lens),
             **metrics.stem_overlap(magnitudes["target"], magnitudes["other"], magnitudes["mix"]),
         }
+        if self.mask_objective is not None:
+            scores["loss-in-mix"] = self.objective_where(oracle, heard, found)
+        return scores
+
+    def objective_where(
+        self, explanation: Explanation, heard: tuple[torch.Tensor, torch.Tensor], keep
+    ) -> torch.Tensor:
+        """The training objective (a batch mean) of the rows ``keep`` selects, one value per
+        row: does the objective prefer this mask to the method's own?"""
+        if not bool(keep.any()):
+            return torch.full(keep.shape, torch.nan, device=keep.device)
+        spectrum = explanation.spectrum
+        if spectrum is not None:
+            spectrum = Spectrum(spectrum.compressed[keep], spectrum.phase[keep], spectrum.length)
+        rows = Explanation(
+            explanation.mask[keep],
+            explanation.interpretation[keep],
+            explanation.residual[keep],
+            explanation.logits[keep],
+            explanation.target[keep],
+            {},
+            spectrum,
+        )
+        loss = self.mask_objective(rows, *(logits[keep] for logits in heard))
+        return torch.full(keep.shape, float(loss), device=keep.device)
 
     # ---- a whole set -------------------------------------------------------------------------
 

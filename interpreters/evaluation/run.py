@@ -33,8 +33,10 @@ class MethodRun:
     def evaluator(self) -> Evaluator:
         """The Evaluator writing this run's metrics and examples (with the training loss of a
         trained method as ``loss``)."""
-        objective = self.brain.loss if self.brain is not None else None
-        return Evaluator(self.hparams["output_folder"], self.hparams["n_examples"], objective)
+        folder, n_examples = self.hparams["output_folder"], self.hparams["n_examples"]
+        if self.brain is None:
+            return Evaluator(folder, n_examples)
+        return self.brain.make_evaluator(folder, n_examples)
 
     def evaluate(self) -> dict[str, dict[str, float]]:
         """Every metric on every set in ``eval_sets``; metrics.json and metrics.md written."""

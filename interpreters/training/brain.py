@@ -68,12 +68,13 @@ class InterpreterBrain(Brain):
     """Trains the explainer's modules; validation logs the loss and the shared metrics."""
 
     required_hparams = ["explainer", "output_folder", "n_examples", "eval_sets"]
+    mask_only_loss = False  # True where the loss reads only mask, logits, target and spectrum
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         check_hparams(vars(self.hparams), self.required_hparams, type(self).__name__)
         self.explainer = self.hparams.explainer.to(self.device)
-        self.evaluator = Evaluator(self.hparams.output_folder, objective=self.loss)
+        self.evaluator = self.make_evaluator(self.hparams.output_folder)
         self.accumulator = metrics.MetricAccumulator()
 
     @property
@@ -119,6 +120,12 @@ class InterpreterBrain(Brain):
         """Loss and the mean of every metric over the pass."""
         return {"loss": stage_loss, **self.accumulator.summary()}
 
+    def make_evaluator(self, output_folder, n_examples: int = 0) -> Evaluator:
+        """An Evaluator reporting this Brain's loss, and where the loss reads the mask alone, the
+        loss of the oracle mask beside the method's (``loss-in-mix``)."""
+        mask_objective = self.loss if self.mask_only_loss else None
+        return Evaluator(output_folder, n_examples, self.loss, mask_objective)
+
     def run_evaluation(self, datasets: dict, loader_kwargs: dict) -> Path:
         """Score the best checkpoint on every set in ``eval_sets``; write the metrics files."""
         if self.checkpointer.recover_if_possible(min_key="loss") is None:
@@ -126,9 +133,7 @@ class InterpreterBrain(Brain):
                 f"no trained checkpoint in {self.checkpointer.checkpoints_dir}; "
                 "train it first with recipes/train.py and the same yaml"
             )
-        evaluator = Evaluator(
-            self.hparams.output_folder, n_examples=self.hparams.n_examples, objective=self.loss
-        )
+        evaluator = self.make_evaluator(self.hparams.output_folder, self.hparams.n_examples)
         evaluator.run(self.explainer, datasets, self.hparams.eval_sets, loader_kwargs)
         return Path(self.hparams.output_folder) / "metrics.md"
 

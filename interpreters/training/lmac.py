@@ -41,6 +41,7 @@ class LMACBrain(MixingBrain):
         "guide_weight",
     ]
     guides = ("loud", "dominant")
+    mask_only_loss = True
     guide_weights = ("uniform", "energy")
 
     def __init__(self, *args, **kwargs) -> None:
