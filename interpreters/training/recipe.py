@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+import torch.distributed
 from speechbrain.utils.distributed import ddp_barrier, if_main_process
 
 from interpreters.checkpoints import trainable_parts
@@ -77,7 +78,18 @@ def main(step, argv: list[str]) -> int:
         table = step(argv)
     except InterpreterError as err:
         print(f"error: {err}", file=sys.stderr)
+        close_process_group(wait=False)
         return 2
     if if_main_process():
         print(Path(table).read_text())
+    close_process_group(wait=True)
     return 0
+
+
+def close_process_group(wait: bool) -> None:
+    """End a torchrun run's process group (after the others, when ``wait``): a gloo group left
+    open at exit can abort a process ("terminate called without an active exception")."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            ddp_barrier()
+        torch.distributed.destroy_process_group()
