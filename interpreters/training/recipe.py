@@ -4,6 +4,7 @@ checkpoint; and ``main``, which turns user-fixable problems into one line and st
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -78,18 +79,20 @@ def main(step, argv: list[str]) -> int:
         table = step(argv)
     except InterpreterError as err:
         print(f"error: {err}", file=sys.stderr)
-        close_process_group(wait=False)
         return 2
     if if_main_process():
         print(Path(table).read_text())
-    close_process_group(wait=True)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        leave_distributed_run()
     return 0
 
 
-def close_process_group(wait: bool) -> None:
-    """End a torchrun run's process group (after the others, when ``wait``): a gloo group left
-    open at exit can abort a process ("terminate called without an active exception")."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        if wait:
-            ddp_barrier()
-        torch.distributed.destroy_process_group()
+def leave_distributed_run() -> None:
+    """End a torchrun process once every rank is done, skipping Python's finalisation: with a
+    gloo group alive, C++ destructors at exit intermittently abort a rank under load
+    ("terminate called without an active exception") after all its work was written."""
+    ddp_barrier()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
