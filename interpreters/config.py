@@ -183,6 +183,13 @@ def check_hparams(hparams: dict, required: list[str], where: str) -> None:
             raise InterpreterError(f"{where}: yaml key '{key}' is missing{hint}; add it")
 
 
+def check_choice(hparams: dict, key: str, options: tuple[str, ...]) -> None:
+    """One-line error for a yaml key whose value is not one of ``options``."""
+    value = hparams[key]
+    if value not in options:
+        raise InterpreterError(f"yaml key {key} is {value!r}; use {' or '.join(options)}")
+
+
 def pop_option(argv: list[str], name: str) -> tuple[list[str], str | None]:
     """Take ``--name=value`` (or ``--name value``) out of the command line: an option of the
     run itself rather than a yaml key, so it works with any recipe yaml."""

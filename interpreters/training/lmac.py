@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from interpreters.errors import InterpreterError
+from interpreters.config import check_choice
 from interpreters.explainers.base import Explanation
 from interpreters.training.brain import decision_cross_entropy, total_variation
 from interpreters.training.mixing import MixingBrain
@@ -40,21 +40,13 @@ class LMACBrain(MixingBrain):
         "guide_threshold",
         "guide_weight",
     ]
-    guides = ("loud", "dominant")
     mask_only_loss = True
-    guide_weights = ("uniform", "energy")
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        if self.hparams.guide not in self.guides:  # before any step, not at the first loss
-            raise InterpreterError(
-                f"yaml key guide is {self.hparams.guide!r}; use {' or '.join(self.guides)}"
-            )
-        if self.hparams.guide_weight not in self.guide_weights:
-            raise InterpreterError(
-                f"yaml key guide_weight is {self.hparams.guide_weight!r}; use "
-                f"{' or '.join(self.guide_weights)}"
-            )
+        hparams = vars(self.hparams)  # checked before any step, not at the first loss
+        check_choice(hparams, "guide", ("loud", "dominant"))
+        check_choice(hparams, "guide_weight", ("uniform", "energy"))
 
     def loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
