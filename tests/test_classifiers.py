@@ -81,3 +81,43 @@ def test_hub_id_offline_fails_fast_with_a_clear_message(tmp_path, monkeypatch):
     with pytest.raises(InterpreterError, match="the hub cannot be reached .* no local folder"):
         load_classifier("nobody/no-such-classifier", tmp_path / "c")
     assert time.monotonic() - start < 10
+
+
+def test_shared_targets_split_a_mixed_clip_between_both_labels():
+    from interpreters.training.classifier import shared_targets
+
+    labels = torch.tensor([0, 2, 2, 1])
+    mixed = torch.tensor([True, False, True, True])
+    targets = shared_targets(labels, mixed, 3)
+    expected = torch.tensor(
+        [[0.5, 0.0, 0.5], [0.0, 0.0, 1.0], [0.0, 0.5, 0.5], [0.5, 0.5, 0.0]]
+    )  # clip i mixed with clip i + 1; clips 1 and 2 share a class; the last wraps to clip 0
+    assert torch.equal(targets, expected)
+    assert torch.allclose(targets.sum(-1), torch.ones(4))
+
+
+def test_mixed_training_batch_is_the_mixture_and_its_shared_labels():
+    import speechbrain as sb
+    from speechbrain.dataio.batch import PaddedBatch
+
+    from interpreters.training.classifier import ClassifierBrain
+    from interpreters.training.mixing import mix_parts
+
+    torch.manual_seed(0)
+    classifier = SpectrogramCNN(LABELS, sample_rate=8000, channels=[4, 8])
+    wavs = torch.randn(4, 4000) * torch.tensor([1.0, 0.1, 0.5, 2.0])[:, None]
+    items = [{"sig": w, "label_index": torch.tensor([i % 3])} for i, w in enumerate(wavs)]
+    hparams = {"augment_gain_db": 0.0, "label_smoothing": 0.0, "mix_prob": 1.0}
+    hparams |= {"snr_range": [-5.0, 5.0], "seed": 7}
+    brain = ClassifierBrain(modules={"classifier": classifier}, hparams=hparams)
+    mixtures, *_ = mix_parts(wavs, torch.ones(4), (-5.0, 5.0), torch.Generator().manual_seed(7))
+    classifier.eval()  # dropout off for the comparison
+    brain.mix_generator.manual_seed(7)
+    logits, targets = brain.compute_forward(PaddedBatch(items), sb.Stage.TRAIN)
+    assert torch.allclose(logits, classifier(mixtures), atol=1e-5)
+    assert torch.equal(targets[0], torch.tensor([0.5, 0.5, 0.0]))
+    loss = brain.compute_objectives((logits, targets), PaddedBatch(items), sb.Stage.TRAIN)
+    assert torch.isclose(loss, -(targets * logits.log_softmax(-1)).sum(-1).mean())
+    valid_logits, labels = brain.compute_forward(PaddedBatch(items), sb.Stage.VALID)
+    assert torch.equal(labels, torch.tensor([0, 1, 2, 0]))  # validation stays on clean clips
+    assert torch.allclose(valid_logits, classifier(wavs), atol=1e-5)

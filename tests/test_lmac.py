@@ -259,3 +259,24 @@ def test_two_target_step_explains_both_clips_and_trains_the_decoder(tmp_path):
     loss = brain.loss(explanation, *heard)
     loss.backward()
     assert torch.isfinite(loss) and any(p.grad.abs().sum() > 0 for p in decoder.parameters())
+
+
+def test_keep_in_term_charges_only_a_loss_of_confidence_against_the_input(tmp_path):
+    from interpreters.explainers.base import Explanation
+
+    model = classifier("spec")
+    decoder = ConditionedMaskDecoder(model.hidden_channels, layers=[0, 1], channels=4)
+    keep = lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "keep", in_term="keep")
+    confidence = lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "confidence")
+    given = torch.tensor([[2.0, 0.0], [0.0, 1.0]])  # the classifier on the whole input
+    kept = torch.tensor([[4.0, 0.0], [0.0, 0.0]], requires_grad=True)  # surer / less sure
+    target = torch.tensor([0, 1])
+    rows = Explanation(torch.ones(2, 3, 3), None, None, given, target, {}, None)
+    loss_of_row_1 = F.cross_entropy(kept[1:], target[1:]) - F.cross_entropy(given[1:], target[1:])
+    assert float(loss_of_row_1) > 0
+    torch.testing.assert_close(keep.kept_term(rows, kept), loss_of_row_1 / 2)  # row 0: no reward
+    torch.testing.assert_close(confidence.kept_term(rows, kept), F.cross_entropy(kept, target))
+    keep.kept_term(rows, kept).backward()
+    assert kept.grad[0].abs().sum() == 0 and kept.grad[1].abs().sum() > 0
+    with pytest.raises(InterpreterError, match="in_term is 'kept'; use confidence or keep"):
+        lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "bad", in_term="kept")

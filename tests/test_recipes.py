@@ -119,7 +119,11 @@ def test_unwritable_data_folder_is_one_line(tmp_path):
 
 @pytest.mark.parametrize(
     "yaml, extra",
-    [("hparams/wave_cnn.yaml", []), ("hparams/cnn14.yaml", ["--emb_dim=64"])],
+    [
+        ("hparams/wave_cnn.yaml", []),
+        ("hparams/cnn14.yaml", ["--emb_dim=64"]),
+        ("hparams/spec_cnn.yaml", ["--mix_prob=1.0"]),  # trained on mixtures, labels shared
+    ],
 )
 def test_other_classifiers_train_and_export(trained_classifier, tmp_path, yaml, extra):
     out = tmp_path / "run"

@@ -11,7 +11,9 @@ or above ``guide_threshold`` of its peak, compressed); ``guide: dominant`` the b
 louder than the rest of the mixture (the training mixture's ideal binary mask). Both use the
 clean clips the training mixtures were made of, so results with them are reported apart.
 ``guide_weight: energy`` weights the BCE's bins by the mixture's compressed magnitude (uniform:
-every bin alike, most of them quiet).
+every bin alike, most of them quiet). ``in_term: keep`` charges the kept part's cross-entropy
+only where it exceeds the input's, so a mask is not rewarded for making the classifier surer
+than the input did (``confidence``, upstream's term, rewards it without bound).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class LMACBrain(MixingBrain):
         "guide",
         "guide_threshold",
         "guide_weight",
+        "in_term",
     ]
     mask_only_loss = True
 
@@ -47,6 +50,7 @@ class LMACBrain(MixingBrain):
         hparams = vars(self.hparams)  # checked before any step, not at the first loss
         check_choice(hparams, "guide", ("loud", "dominant"))
         check_choice(hparams, "guide_weight", ("uniform", "energy"))
+        check_choice(hparams, "in_term", ("confidence", "keep"))
 
     def loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
@@ -56,7 +60,7 @@ class LMACBrain(MixingBrain):
         hp = self.hparams
         mask, target = explanation.mask, explanation.target
         loss = (
-            hp.lambda_in * decision_cross_entropy(in_logits, target)
+            hp.lambda_in * self.kept_term(explanation, in_logits)
             - hp.lambda_out * decision_cross_entropy(out_logits, target)
             + hp.lambda_reg * mask.abs().mean()
         )
@@ -71,6 +75,15 @@ class LMACBrain(MixingBrain):
             first, second = mask.chunk(2)
             loss = loss + hp.lambda_excl * F.relu(first + second - 1)[pairs].mean()
         return loss
+
+    def kept_term(self, explanation: Explanation, in_logits: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the kept part against the target; with ``in_term: keep`` only its
+        excess over the input's own, row by row."""
+        if self.hparams.in_term == "confidence":
+            return decision_cross_entropy(in_logits, explanation.target)
+        kept = F.cross_entropy(in_logits, explanation.target, reduction="none")
+        given = F.cross_entropy(explanation.logits.detach(), explanation.target, reduction="none")
+        return F.relu(kept - given).mean()
 
     def guidance(self, explanation: Explanation) -> torch.Tensor:
         """BCE between the mask and the guide made from each explained clip before mixing."""
