@@ -193,6 +193,68 @@ def test_in_term_asks_the_decisions_masked_audio_to_keep_the_decision():
     assert float(decision_kept_loss(pairs, probabilities)) == 0.0
 
 
+def test_mixture_terms_count_both_sources_decisions():
+    """A mixture of a class-0 and a class-2 clip: both prompts are matches (no silent target)
+    and both masks must keep their class; a class repeated across sources counts once."""
+    from interpreters.training.lmac_zs import decision_kept_loss, similarity_target
+
+    masked_logits = torch.zeros(1, 3, 3)
+    masked_logits[0, 0] = torch.tensor([0.6, 0.2, 0.2]).log()  # prompt of class 0
+    masked_logits[0, 1] = torch.tensor([0.3, 0.3, 0.4]).log()  # prompt of class 1
+    masked_logits[0, 2] = torch.tensor([0.1, 0.1, 0.8]).log()  # prompt of class 2
+    pairs = {
+        "similarity": torch.tensor([[0.8, 0.4, 0.6]]),
+        "silence_similarity": torch.tensor([0.0, 0.2, 0.0]),
+        "masked_logits": masked_logits,
+        "classes": torch.tensor([0, 1, 2]),
+    }
+    sources = torch.tensor([[[0.8, 0.1, 0.1], [0.2, 0.2, 0.6]]])
+    target = similarity_target(pairs, sources, True)
+    # class 1: relative 0.1 / 0.8 and 0.2 / 0.6, the larger (1/3) counts
+    torch.testing.assert_close(target, torch.tensor([[0.8, 0.4 / 3 + 0.2 * 2 / 3, 0.6]]))
+    expected = -(torch.tensor(0.6).log() + torch.tensor(0.8).log()) / 2
+    assert float(decision_kept_loss(pairs, sources)) == pytest.approx(float(expected))
+    same = sources[:, [0, 0]]  # an unmixed clip: its decision once, as with [B, C]
+    assert float(decision_kept_loss(pairs, same)) == pytest.approx(
+        float(decision_kept_loss(pairs, sources[:, 0]))
+    )
+
+
+def test_mixed_training_step_explains_both_clips(trained_run):
+    """mix_prob 1: the batch is mixed as mix_parts mixes it, each mixture carries both clips'
+    probabilities (taken before mixing), and the pair loss trains the real decoder on it."""
+    from types import SimpleNamespace
+
+    from interpreters.training.lmac_zs import LMACZSBrain
+    from interpreters.training.mixing import mix_parts
+
+    _, _, explainer = trained_run
+    wavs = torch.randn(4, 8000, generator=torch.Generator().manual_seed(0)) * 0.1
+    lens = torch.ones(4)
+    hparams = SimpleNamespace(
+        mix_prob=1.0, snr_range=[-5.0, 5.0], silent_mismatch=True, lambda_reg=0.5,
+        lambda_div=0.1, lambda_mismatch=0.0, lambda_in=1.0, prompts_per_batch=3,
+    )  # fmt: skip
+    brain = SimpleNamespace(
+        hparams=hparams, explainer=explainer, mix_generator=torch.Generator().manual_seed(3)
+    )
+    mixed, sources = LMACZSBrain.training_audio(brain, wavs, lens)
+    expected = mix_parts(wavs, lens, (-5.0, 5.0), torch.Generator().manual_seed(3), 1.0)[0]
+    torch.testing.assert_close(mixed, expected)
+    clean = explainer.encode(wavs)[2].softmax(-1)
+    torch.testing.assert_close(sources, torch.stack([clean, clean.roll(-1, dims=0)], dim=1))
+    pairs = explainer.pair_outputs(mixed, sources.argmax(-1).unique()[:3])
+    pairs["source_probabilities"] = sources
+    explainer.decoder.zero_grad()
+    LMACZSBrain.pair_loss(brain, pairs).backward()
+    grads = [p.grad for p in explainer.decoder.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+    hparams.mix_prob = 0.0
+    same, single = LMACZSBrain.training_audio(brain, wavs, lens)
+    assert torch.equal(same, wavs) and single.shape == (4, 1, clean.shape[-1])
+
+
 def test_free_text_is_told_from_class_targets():
     labels = ["siren", "knock"]
     assert is_free_text("a rising whistle", labels)

@@ -8,7 +8,10 @@ which the similarity term alone does not ask.
 The target t_ij is the audio's similarity s_ij; with ``silent_mismatch`` it moves towards the
 similarity of silence s0_j as the prompt matches less, t_ij = r_ij·s_ij + (1 − r_ij)·s0_j with
 r_ij = p_ij / max_k p_ik (1 for the decision), so keeping everything no longer reproduces a
-mismatched prompt and an empty mask does."""
+mismatched prompt and an empty mask does.
+With ``mix_prob`` > 0 training clips are mixed with their batch neighbour (as L-MAC's): p then
+comes from each source clip before mixing (r_ij the larger of the two, the in-term over both
+clips' decisions), so the mixture is explained once for each source's decision."""
 
 from __future__ import annotations
 
@@ -18,29 +21,41 @@ import torch.nn.functional as F
 
 from interpreters.explainers.base import Explanation, classify_halves
 from interpreters.training.brain import InterpreterBrain
+from interpreters.training.mixing import mix_parts
 
 
 def similarity_target(
     pairs: dict[str, torch.Tensor], probabilities: torch.Tensor, silent_mismatch: bool
 ) -> torch.Tensor:
     """What each masked audio x prompt pair must reproduce [B, P]: the audio's similarity, or
-    (``silent_mismatch``) a blend towards silence's as the prompt's zero-shot probability
-    (``probabilities`` [B, C], every class) falls below the decision's."""
+    (``silent_mismatch``) a blend towards silence's as the prompt's zero-shot probability falls
+    below the decision's (``probabilities`` [B, C], or [B, S, C] for the S clips a mixture is
+    made of: the best-matched source's ratio counts)."""
     if not silent_mismatch:
         return pairs["similarity"]
+    probabilities = per_source(probabilities)
     top = probabilities.amax(-1, keepdim=True)
-    relative = probabilities[:, pairs["classes"]] / top
+    relative = (probabilities[..., pairs["classes"]] / top).amax(1)
     return relative * pairs["similarity"] + (1 - relative) * pairs["silence_similarity"][None]
 
 
+def per_source(probabilities: torch.Tensor) -> torch.Tensor:
+    """Zero-shot probabilities as [B, S, C]: one source per audio unless already given."""
+    return probabilities[:, None] if probabilities.dim() == 2 else probabilities
+
+
 def decision_kept_loss(pairs: dict[str, torch.Tensor], probabilities: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy of each clip's zero-shot decision on the audio its decision's mask keeps,
-    over the pairs whose prompt is that decision (0 when no clip's decision is among them)."""
-    decisions = probabilities.argmax(-1)  # [B]
-    rows, columns = (pairs["classes"][None] == decisions[:, None]).nonzero(as_tuple=True)
+    """Cross-entropy of each source's zero-shot decision on the audio that decision's mask
+    keeps, over the pairs whose prompt is that decision (0 when no decision is among them);
+    ``probabilities`` [B, C] or [B, S, C], a decision shared by two sources counted once."""
+    decisions = per_source(probabilities).argmax(-1)  # [B, S]
+    repeated = (decisions[:, :, None] == decisions[:, None, :]).tril(-1).any(-1)  # [B, S]
+    first = ~repeated
+    found = (pairs["classes"][None, None] == decisions[:, :, None]) & first[:, :, None]
+    rows, sources, columns = found.nonzero(as_tuple=True)
     if len(rows) == 0:
         return pairs["masked_logits"].sum() * 0
-    return F.cross_entropy(pairs["masked_logits"][rows, columns], decisions[rows])
+    return F.cross_entropy(pairs["masked_logits"][rows, columns], decisions[rows, sources])
 
 
 class LMACZSBrain(InterpreterBrain):
@@ -53,7 +68,14 @@ class LMACZSBrain(InterpreterBrain):
         "lambda_in",
         "silent_mismatch",
         "prompts_per_batch",
+        "mix_prob",
+        "snr_range",
+        "seed",
     ]
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.mix_generator = torch.Generator().manual_seed(int(self.hparams.seed))
 
     def batch_prompts(self, decisions: torch.Tensor) -> torch.Tensor:
         """Class indices whose prompts train this batch: ``prompts_per_batch`` of them, the
@@ -74,10 +96,27 @@ class LMACZSBrain(InterpreterBrain):
         class prompt's mask; the decision's one scored)."""
         wavs = batch.sig.data.to(self.device)
         if stage == sb.Stage.TRAIN:
-            decisions = self.explainer.encode(wavs)[2].argmax(-1)
-            return self.explainer.pair_outputs(wavs, self.batch_prompts(decisions)), None
+            wavs, sources = self.training_audio(wavs, batch.sig.lengths.to(self.device))
+            pairs = self.explainer.pair_outputs(wavs, self.batch_prompts(sources.argmax(-1)))
+            pairs["source_probabilities"] = sources
+            return pairs, None
         explanation = self.explainer.explain_for_evaluation(wavs, batch.sig.lengths)
         return explanation, classify_halves(self.classifier, explanation)
+
+    def training_audio(
+        self, wavs: torch.Tensor, lens: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training batch (mixed with ``mix_prob``) and the zero-shot probabilities of the
+        clips each audio is made of [B, S, C], taken before mixing (no stems)."""
+        probabilities = self.explainer.encode(wavs)[2].softmax(-1)
+        if self.hparams.mix_prob <= 0:
+            return wavs, probabilities[:, None]
+        snr_range = tuple(self.hparams.snr_range)
+        wavs, _, _, mixed = mix_parts(
+            wavs, lens, snr_range, self.mix_generator, self.hparams.mix_prob
+        )
+        partner = torch.where(mixed[:, None], probabilities.roll(-1, dims=0), probabilities)
+        return wavs, torch.stack([probabilities, partner], dim=1)
 
     def compute_objectives(self, outputs, batch, stage):
         """The pair loss while training; the shared loss-plus-metrics path otherwise."""
@@ -107,8 +146,8 @@ class LMACZSBrain(InterpreterBrain):
         + λ_mis·mean mask weighted by how little the audio matches each prompt + λ_in·the
         decision kept by its own mask."""
         masks = pairs["masks"]
-        probabilities = pairs["logits"].softmax(-1).detach()  # [B, C]
-        match = probabilities[:, pairs["classes"]]  # [B, P]
+        probabilities = pairs.get("source_probabilities", pairs["logits"].softmax(-1)).detach()
+        match = per_source(probabilities)[..., pairs["classes"]].amax(1)  # [B, P]
         target = similarity_target(pairs, probabilities, self.hparams.silent_mismatch)
         fit = (target - pairs["masked_similarity"]).square().mean()
         loss = fit + self.hparams.lambda_reg * masks.mean()
