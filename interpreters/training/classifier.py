@@ -12,7 +12,7 @@ from speechbrain.utils.distributed import if_main_process
 from interpreters.evaluation.tables import write_metrics
 from interpreters.models.loading import export_classifier
 from interpreters.training.brain import Brain
-from interpreters.training.mixing import mix_parts
+from interpreters.training.mixing import mix_parts, partner_values
 
 
 def random_gain_and_shift(wavs: torch.Tensor, max_gain_db: float) -> torch.Tensor:
@@ -29,7 +29,7 @@ def shared_targets(labels: torch.Tensor, mixed: torch.Tensor, n_classes: int) ->
     where clip i was mixed with clip i + 1, half each (both sources are present)."""
     own = F.one_hot(labels, n_classes).float()
     share = torch.where(mixed, 0.5, 1.0)[:, None]
-    return share * own + (1 - share) * own.roll(-1, dims=0)
+    return share * own + (1 - share) * partner_values(own, mixed)
 
 
 class ClassifierBrain(Brain):

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from interpreters.explainers.base import Explanation, classify_halves
 from interpreters.training.brain import InterpreterBrain
-from interpreters.training.mixing import mix_parts
+from interpreters.training.mixing import mix_parts, partner_values
 
 
 def similarity_target(
@@ -110,12 +110,12 @@ class LMACZSBrain(InterpreterBrain):
         clips each audio is made of [B, S, C], taken before mixing (no stems)."""
         probabilities = self.explainer.encode(wavs)[2].softmax(-1)
         if self.hparams.mix_prob <= 0:
-            return wavs, probabilities[:, None]
+            return wavs, per_source(probabilities)
         snr_range = tuple(self.hparams.snr_range)
         wavs, _, _, mixed = mix_parts(
             wavs, lens, snr_range, self.mix_generator, self.hparams.mix_prob
         )
-        partner = torch.where(mixed[:, None], probabilities.roll(-1, dims=0), probabilities)
+        partner = partner_values(probabilities, mixed)
         return wavs, torch.stack([probabilities, partner], dim=1)
 
     def compute_objectives(self, outputs, batch, stage):

@@ -36,8 +36,15 @@ def mix_parts(
     gain = (energy / (partner_energy * 10 ** (snr / 10))).sqrt() * mixed
     mixture = wavs + gain[:, None] * partner
     peak = wavs.abs().amax(dim=1) / mixture.abs().amax(dim=1).clamp_min(tiny)
-    new_lens = torch.where(mixed, torch.maximum(lens, lens.roll(-1, dims=0)), lens)
+    new_lens = torch.maximum(lens, partner_values(lens, mixed))
     return mixture * peak[:, None], wavs * peak[:, None], new_lens, mixed
+
+
+def partner_values(values: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
+    """Per row, the values of the clip ``mix_parts`` mixed it with (clip i + 1), or its own
+    where it was not mixed; ``values`` [B, ...]."""
+    where = mixed.view(-1, *[1] * (values.dim() - 1))
+    return torch.where(where, values.roll(-1, dims=0), values)
 
 
 @dataclass
@@ -72,7 +79,7 @@ def explained_mixtures(
     wavs, own, lens, mixed = mix_parts(wavs, lens, snr_range, generator, prob)
     if not two_targets:
         return ExplainedMixtures(wavs, lens, None, None, own)
-    other = torch.where(mixed, decisions.roll(-1), decisions)
+    other = partner_values(decisions, mixed)
     # where a clip was not mixed its "other" row explains the clip itself, decided the same
     partner = torch.where(mixed[:, None], wavs - own, own)
     if disjoint_pairs:  # mixtures 0, 2, 4...: clip 2k with 2k + 1, once each
