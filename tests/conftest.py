@@ -34,7 +34,9 @@ def lmac_brain(explainer, output_folder, **overrides):
         "n_examples": 0,
         "eval_sets": [],
         **dict(lambda_in=4.0, lambda_out=0.2, lambda_reg=0.4, lambda_tv=0.0, lambda_gain=0.0),
-        **dict(lambda_excl=1.0, lambda_guide=0.0, guide="loud", guide_threshold=0.35),
+        **dict(
+            lambda_excl=1.0, lambda_cover=0.0, lambda_guide=0.0, guide="loud", guide_threshold=0.35
+        ),
         "guide_weight": "uniform",
         "in_term": "confidence",
         **dict(mix_prob=1.0, snr_range=[-5.0, 5.0], two_targets=True, disjoint_pairs=True),

@@ -280,3 +280,41 @@ def test_keep_in_term_charges_only_a_loss_of_confidence_against_the_input(tmp_pa
     assert kept.grad[0].abs().sum() == 0 and kept.grad[1].abs().sum() > 0
     with pytest.raises(InterpreterError, match="in_term is 'kept'; use confidence or keep"):
         lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "bad", in_term="kept")
+
+
+def test_coverage_counts_the_energy_neither_mask_of_a_pair_keeps(tmp_path):
+    from interpreters.audio import Spectrum
+    from interpreters.explainers.base import Explanation
+    from interpreters.training.lmac import pair_coverage
+
+    # one mixture explained twice (rows a, b); bins of compressed magnitude 3 and 1
+    compressed = torch.tensor([[[3.0, 1.0]]]).repeat(2, 1, 1)
+    mask = torch.tensor([[[0.5, 0.0]], [[0.2, 1.0]]])
+    spectrum = Spectrum(compressed, torch.ones_like(compressed), 0)
+    rows = Explanation(mask, None, None, None, torch.tensor([0, 1]), {}, spectrum)
+    # weights 1.5 and 0.5 (mean 1); uncovered 0.3 and 0
+    torch.testing.assert_close(pair_coverage(rows, torch.tensor([True])), torch.tensor(0.225))
+    # trained on the low/high mixtures, the term makes the pair cover more of the mixture
+    torch.manual_seed(1)
+    model = low_high_classifier()
+    clips = band_noise([(0, 1500), (3000, 4500)] * 2)
+    batch = PaddedBatch([{"sig": x} for x in clips])
+    uncovered = {}
+    for weight in (0.0, 4.0):
+        torch.manual_seed(0)
+        decoder = ConditionedMaskDecoder(model.hidden_channels, layers=[0, 1], channels=4)
+        brain = lmac_brain(
+            LMAC(model, FRONT_END, decoder), tmp_path / str(weight), lambda_cover=weight
+        )
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
+        for _ in range(30):
+            brain.mix_generator.manual_seed(0)  # the same mixtures every step
+            explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
+            loss = brain.loss(explanation, *heard)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        pairs = explanation.extras["pairs"]
+        assert bool(pairs.all())
+        uncovered[weight] = float(pair_coverage(explanation, pairs))
+    assert uncovered[4.0] < 0.5 * uncovered[0.0], uncovered

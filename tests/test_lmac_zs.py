@@ -374,3 +374,39 @@ def test_compare_clap_scores_lmac_zs_and_a_baseline_on_the_same_decisions(
     zs = json.loads((tmp_path / "zs" / "metrics.json").read_text())
     gc = json.loads((tmp_path / "gc" / "metrics.json").read_text())
     assert zs["LMAC-ZS · mixtures"]["in-mix"] == gc["GradCAM · mixtures"]["in-mix"]
+
+
+def test_a_gradcam_reading_decoder_gets_each_prompts_map(trained_run):
+    """use_cam: the decoder's extra channel is the prompt's GradCAM map; explaining one prompt
+    per clip (row-wise maps) and every audio x prompt pair (pairwise maps) give the same masks,
+    the map changes the mask, and evaluation's GradCAM columns read the same maps."""
+    from interpreters.explainers.lmac_zs import LMACZS, PromptMaskDecoder
+
+    _, _, trained = trained_run
+    clap = trained.classifier
+    torch.manual_seed(0)
+    decoder = PromptMaskDecoder(
+        clap.hidden_channels, clap.embedding_dim, channels=4, pool=(2, 4), use_cam=True
+    ).eval()
+    explainer = LMACZS(clap, trained.front_end, decoder)
+    wavs = torch.randn(3, 8000, generator=torch.Generator().manual_seed(1)) * 0.1
+    text = clap.class_embeddings()
+    pairwise = gradcam_maps(clap, wavs, text, (9, 17))
+    rows = gradcam_maps(clap, wavs, text[[0, 2, 1]], (9, 17), rowwise=True)
+    torch.testing.assert_close(rows[:, 0], pairwise[[0, 1, 2], [0, 2, 1]])
+    every = torch.arange(clap.n_classes)
+    with torch.no_grad():
+        pairs = explainer.pair_outputs(wavs, every)
+        derived = explainer.decision_explanation(pairs)
+        direct = explainer.explain(wavs)
+        evaluated = explainer.explain_for_evaluation(wavs)
+    assert pairs["cams"].shape == (3, clap.n_classes, *direct.mask.shape[1:])
+    torch.testing.assert_close(derived.mask, direct.mask, atol=1e-5, rtol=0)
+    assert torch.equal(evaluated.extras["gradcam"], pairs["cams"])
+    evidence = explainer.gather(wavs, None, None)
+    text, similarity = evidence.condition
+    compressed = evidence.spectrum.compressed
+    blind = decoder(evidence.hidden, compressed, text, similarity, torch.zeros_like(compressed))
+    assert (blind - direct.mask).abs().max() > 1e-4
+    with pytest.raises(ValueError, match="pass cam"):
+        decoder(evidence.hidden, compressed, text, similarity)

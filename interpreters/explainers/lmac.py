@@ -50,6 +50,7 @@ class MaskDecoder(nn.Module):
         layers: list[int] = (-3, -2, -1),
         channels: int = 16,
         use_input: bool = True,
+        extra_channels: int = 0,
     ) -> None:
         super().__init__()
         self.layers = list(layers)
@@ -58,7 +59,8 @@ class MaskDecoder(nn.Module):
             nn.Conv2d(hidden_channels[i], channels, kernel_size=1) for i in self.layers
         )
         self.use_input = use_input
-        in_channels = channels + int(use_input)
+        self.extra_channels = extra_channels
+        in_channels = channels + int(use_input) + extra_channels
         self.refine = nn.Sequential(
             nn.Conv2d(in_channels, channels, kernel_size=3, padding=1),
             nn.BatchNorm2d(channels),
@@ -68,8 +70,14 @@ class MaskDecoder(nn.Module):
             nn.Conv2d(channels, 1, kernel_size=1),
         )
 
-    def forward(self, hidden: list[torch.Tensor], compressed: torch.Tensor) -> torch.Tensor:
-        """Hidden representations + compressed spectrogram [B, T, F] -> mask [B, T, F]."""
+    def forward(
+        self,
+        hidden: list[torch.Tensor],
+        compressed: torch.Tensor,
+        extra: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Hidden representations + compressed spectrogram [B, T, F] (+ ``extra_channels`` maps
+        [B, K, T, F] on its grid, e.g. a class activation map) -> mask [B, T, F]."""
         size = compressed.shape[1:]
         # NHWC (channels-last) makes the full-resolution resizing and convolutions about twice
         # as fast on CPU (oneDNN kernels); the mask is the same to float rounding.
@@ -86,6 +94,8 @@ class MaskDecoder(nn.Module):
         if self.use_input:
             scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             fused = torch.cat([fused, (compressed / scale).unsqueeze(1)], dim=1)
+        if self.extra_channels:
+            fused = torch.cat([fused, extra.to(fused.dtype)], dim=1)
         fused = fused.contiguous(memory_format=NHWC)
         return torch.sigmoid(self.refine(fused)).squeeze(1)
 

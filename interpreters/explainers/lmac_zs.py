@@ -26,6 +26,9 @@ class PromptMaskDecoder(nn.Module):
 
     ``pool`` (time, frequency) runs the decoder on an average-pooled spectrogram and upsamples
     the mask: every training step decodes batch x prompts masks, so the grid sets the cost.
+    ``use_cam`` gives the refinement one more channel, the prompt's GradCAM map on CLAP's last
+    stage (``gradcam_maps``): where the similarity to that prompt comes from, which the FiLM'd
+    maps tell the decoder only through the text embedding.
     """
 
     def __init__(
@@ -36,14 +39,18 @@ class PromptMaskDecoder(nn.Module):
         channels: int = 16,
         use_input: bool = True,
         pool: tuple[int, int] = (1, 1),
+        use_cam: bool = False,
     ) -> None:
         super().__init__()
         self.layers = list(layers)
         self.pool = tuple(pool)
+        self.use_cam = use_cam
         self.film = nn.ModuleList(
             nn.Linear(text_dim + 1, 2 * hidden_channels[i]) for i in self.layers
         )
-        self.decoder = MaskDecoder(hidden_channels, self.layers, channels, use_input)
+        self.decoder = MaskDecoder(
+            hidden_channels, self.layers, channels, use_input, extra_channels=int(use_cam)
+        )
 
     def forward(
         self,
@@ -51,17 +58,24 @@ class PromptMaskDecoder(nn.Module):
         compressed: torch.Tensor,
         text: torch.Tensor,
         similarity: torch.Tensor,
+        cam: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Hidden maps, compressed STFT [B, T, F], text [B, D], similarity [B] -> mask [B, T, F]."""
+        """Hidden maps, compressed STFT [B, T, F], text [B, D], similarity [B] (and, with
+        ``use_cam``, the prompt's GradCAM map [B, T, F]) -> mask [B, T, F]."""
+        if self.use_cam and cam is None:
+            raise ValueError("this decoder reads the prompt's GradCAM map: pass cam")
         condition = torch.cat([text, similarity[:, None]], dim=-1)
         hidden = list(hidden)
         for film, i in zip(self.film, self.layers):
             gamma, beta = film(condition)[:, :, None, None].chunk(2, dim=1)
             hidden[i] = hidden[i] * (1 + gamma) + beta
+        extra = cam[:, None] if self.use_cam else None
         if self.pool == (1, 1):
-            return self.decoder(hidden, compressed)
+            return self.decoder(hidden, compressed, extra)
         coarse = F.avg_pool2d(compressed[:, None], self.pool, ceil_mode=True)[:, 0]
-        mask = self.decoder(hidden, coarse)[:, None]
+        if extra is not None:
+            extra = F.adaptive_avg_pool2d(extra, coarse.shape[1:])
+        mask = self.decoder(hidden, coarse, extra)[:, None]
         size = compressed.shape[1:]
         return F.interpolate(mask, size=size, mode="bilinear", align_corners=False)[:, 0]
 
@@ -75,11 +89,16 @@ def is_free_text(target, labels: list[str]) -> bool:
 
 
 def gradcam_maps(
-    classifier: ZeroShotCLAP, wavs: torch.Tensor, text: torch.Tensor, size: tuple[int, int]
+    classifier: ZeroShotCLAP,
+    wavs: torch.Tensor,
+    text: torch.Tensor,
+    size: tuple[int, int],
+    rowwise: bool = False,
 ) -> torch.Tensor:
     """GradCAM of the similarity to each prompt on the last HTSAT stage, on the STFT grid.
 
-    wavs [B, N], text [P, D] -> maps [B, P, T, F], each scaled to max 1.
+    wavs [B, N], text [P, D] -> maps [B, P, T, F], each scaled to max 1; ``rowwise``: text
+    [B, D], one prompt per audio -> [B, 1, T, F].
     """
     stage = classifier.clap.audio_model.audio_encoder.layers[-1]
     captured = {}
@@ -88,11 +107,11 @@ def gradcam_maps(
         with torch.enable_grad():
             features = classifier.features(wavs).detach().requires_grad_(True)
             audio = classifier.embed(features)[0]
-            similarity = audio @ text.T
+            similarity = (audio * text).sum(-1, keepdim=True) if rowwise else audio @ text.T
             activations = captured["out"][0]  # [B, H*W, C], on the path to the embedding
             height, width = captured["out"][2][-2:]
             maps = []
-            for i in range(text.shape[0]):
+            for i in range(similarity.shape[1]):
                 (grad,) = torch.autograd.grad(
                     similarity[:, i].sum(), activations, retain_graph=True
                 )
@@ -172,14 +191,20 @@ class LMACZS(Explainer):
     def mask(self, evidence: Evidence) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mask for the prompt (text embeddings [B, D], similarities [B])."""
         text, similarity = evidence.condition
-        mask = self.decoder(evidence.hidden, evidence.spectrum.compressed, text, similarity)
+        compressed = evidence.spectrum.compressed
+        cam = None
+        if self.decoder.use_cam:
+            size = tuple(compressed.shape[1:])
+            cam = gradcam_maps(self.classifier, evidence.wavs, text, size, rowwise=True)[:, 0]
+        mask = self.decoder(evidence.hidden, compressed, text, similarity, cam)
         return mask, {"text": text, "similarity": similarity}
 
     # ---- every audio x prompt pair (training, and evaluation's prompt sensitivity) ---------
 
     def pair_outputs(self, wavs: torch.Tensor, classes: torch.Tensor) -> dict[str, torch.Tensor]:
         """Masks M_ij [B, P, T, F], similarities s_ij and ŝ_ij [B, P] for audios i, prompts j,
-        and the zero-shot logits of each masked audio over every class prompt [B, P, C]."""
+        and the zero-shot logits of each masked audio over every class prompt [B, P, C] (with a
+        GradCAM-reading decoder, its maps too)."""
         audio, hidden, logits = self.encode(wavs)
         text = self.classifier.class_embeddings()[classes]  # [P, D]
         batch, prompts = len(wavs), len(classes)
@@ -191,16 +216,20 @@ class LMACZS(Explainer):
             spectrum.phase.repeat_interleave(prompts, 0),
             spectrum.length,
         )
+        cams = None
+        if self.decoder.use_cam:
+            cams = gradcam_maps(self.classifier, wavs, text, tuple(spectrum.compressed.shape[1:]))
         mask = self.decoder(
             [h.repeat_interleave(prompts, 0) for h in hidden],
             pairs.compressed,
             text.repeat(batch, 1),
             scale * similarity.reshape(-1),
+            None if cams is None else cams.flatten(0, 1),
         )
         kept = self.classifier.audio_embeddings(self.front_end.synthesise(pairs, mask))
         masked_similarity = (kept * text.repeat(batch, 1)).sum(-1)
         masked_logits = scale * kept @ self.classifier.class_embeddings().T
-        return {
+        outputs = {
             "masks": mask.view(batch, prompts, *mask.shape[1:]),
             "similarity": similarity,
             "masked_similarity": masked_similarity.view(batch, prompts),
@@ -211,6 +240,9 @@ class LMACZS(Explainer):
             "spectrum": spectrum,
             "text": text,
         }
+        if cams is not None:
+            outputs["cams"] = cams
+        return outputs
 
     def silence_similarity(self, n_samples: int, text: torch.Tensor) -> torch.Tensor:
         """Cosine similarity of silence to each prompt [P]: what an empty mask reproduces."""
@@ -248,12 +280,15 @@ class LMACZS(Explainer):
         for the prompt-sensitivity columns."""
         wavs = wavs.to(self.device)
         every = torch.arange(self.classifier.n_classes, device=self.device)
-        explanation = self.decision_explanation(self.pair_outputs(wavs, every))
+        pairs = self.pair_outputs(wavs, every)
+        explanation = self.decision_explanation(pairs)
         if self.gradcam_baseline:
-            grid = tuple(explanation.mask.shape[1:])
-            explanation.extras["gradcam"] = gradcam_maps(
-                self.classifier, wavs, self.classifier.class_embeddings(), grid
-            )
+            cams = pairs.get("cams")  # a GradCAM-reading decoder's input is the baseline's map
+            if cams is None:
+                grid = tuple(explanation.mask.shape[1:])
+                embeddings = self.classifier.class_embeddings()
+                cams = gradcam_maps(self.classifier, wavs, embeddings, grid)
+            explanation.extras["gradcam"] = cams
         return explanation
 
     def method_metrics(self, explanation: Explanation) -> dict[str, torch.Tensor]:

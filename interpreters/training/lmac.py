@@ -4,6 +4,10 @@ With ``mix_prob`` > 0 the batch is mixed on the fly (``training.mixing``); with
 ``two_targets`` each mixture is explained twice, once for each clip's own decision (taken on
 the clip before mixing; no stems are used), and λ_excl·mean ReLU(M_a + M_b − 1) keeps the two
 masks apart. That is what makes a class-conditioned decoder keep one source and drop the other.
+λ_cover·mean w·ReLU(1 − M_a − M_b) (w: the mixture's compressed magnitude, mean 1) asks the two
+masks to cover the mixture between them, as a mixture of two clips is made of nothing else: with
+exclusivity the pair becomes a partition, so a bin the decision does not need must still go to
+one of the two explanations instead of neither.
 
 λ_guide > 0 is guided fine-tuning: binary cross-entropy between the mask and a target made from
 the clean clip whose decision it explains. ``guide: loud`` is upstream's L-MAC FT (its bins at
@@ -36,6 +40,7 @@ class LMACBrain(MixingBrain):
         "lambda_reg",
         "lambda_tv",
         "lambda_excl",
+        "lambda_cover",
         "lambda_gain",
         "lambda_guide",
         "guide",
@@ -55,8 +60,8 @@ class LMACBrain(MixingBrain):
     def loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
     ) -> torch.Tensor:
-        """The L-MAC objective, plus the exclusivity of two targets' masks on one mixture and,
-        optionally, a penalty on the linear energy the mask keeps."""
+        """The L-MAC objective, plus the exclusivity (and optionally coverage) of two targets'
+        masks on one mixture and, optionally, a penalty on the linear energy the mask keeps."""
         hp = self.hparams
         mask, target = explanation.mask, explanation.target
         loss = (
@@ -71,9 +76,13 @@ class LMACBrain(MixingBrain):
         if hp.lambda_guide and "sources" in explanation.extras:  # training and validation only
             loss = loss + hp.lambda_guide * self.guidance(explanation)
         pairs = explanation.extras.get("pairs")
-        if hp.lambda_excl and pairs is not None and bool(pairs.any()):
-            first, second = mask.chunk(2)
+        if pairs is None or not bool(pairs.any()):
+            return loss
+        first, second = mask.chunk(2)
+        if hp.lambda_excl:
             loss = loss + hp.lambda_excl * F.relu(first + second - 1)[pairs].mean()
+        if hp.lambda_cover:
+            loss = loss + hp.lambda_cover * pair_coverage(explanation, pairs)
         return loss
 
     def kept_term(self, explanation: Explanation, in_logits: torch.Tensor) -> torch.Tensor:
@@ -104,6 +113,14 @@ class LMACBrain(MixingBrain):
         kept = front_end.expand(explanation.mask * compressed).square().flatten(1).sum(dim=1)
         total = front_end.expand(compressed).square().flatten(1).sum(dim=1)
         return kept / total.clamp_min(1e-12)
+
+
+def pair_coverage(explanation: Explanation, pairs: torch.Tensor) -> torch.Tensor:
+    """Energy-weighted share of each two-target mixture that neither of its masks keeps:
+    mean w·ReLU(1 − M_a − M_b) over the ``pairs`` rows (masks stacked [a rows; b rows])."""
+    first, second = explanation.mask.chunk(2)
+    weights = energy_weights(explanation).chunk(2)[0]
+    return (weights * F.relu(1 - first - second))[pairs].mean()
 
 
 def energy_weights(explanation: Explanation) -> torch.Tensor:
