@@ -35,7 +35,12 @@ def lmac_brain(explainer, output_folder, **overrides):
         "eval_sets": [],
         **dict(lambda_in=4.0, lambda_out=0.2, lambda_reg=0.4, lambda_tv=0.0, lambda_gain=0.0),
         **dict(
-            lambda_excl=1.0, lambda_cover=0.0, lambda_guide=0.0, guide="loud", guide_threshold=0.35
+            lambda_excl=1.0,
+            lambda_cover=0.0,
+            lambda_twin=0.0,
+            lambda_guide=0.0,
+            guide="loud",
+            guide_threshold=0.35,
         ),
         "guide_weight": "uniform",
         "in_term": "confidence",

@@ -124,6 +124,20 @@ def test_baseline_explains_and_is_scored(method, kind):
     assert all(torch.isfinite(v).all() for v in scores.values())
 
 
+def test_a_spectrogram_classifiers_relevance_is_taken_on_its_own_features():
+    """Saliency of the spectrogram CNN is |∂ logit / ∂ features| itself, not a gradient through
+    a resynthesis (the classifier's FrontEnd, a submodule, must be seen as its feature front end)."""
+    classifier = spectrogram_classifier()
+    torch.manual_seed(1)
+    wavs = 0.1 * torch.randn(2, 4000)
+    explanation = METHODS["saliency"](classifier).explain(wavs)
+    features = classifier.features(wavs).detach().requires_grad_(True)
+    logits = classifier.classify(features)[0]
+    score = logits.gather(1, explanation.target[:, None]).sum()
+    (grad,) = torch.autograd.grad(score, features)
+    torch.testing.assert_close(explanation.extras["relevance"], grad.abs()[:, 0])
+
+
 # ---- model-randomisation sanity check ------------------------------------------------------
 
 

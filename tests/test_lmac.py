@@ -318,3 +318,75 @@ def test_coverage_counts_the_energy_neither_mask_of_a_pair_keeps(tmp_path):
         assert bool(pairs.all())
         uncovered[weight] = float(pair_coverage(explanation, pairs))
     assert uncovered[4.0] < 0.5 * uncovered[0.0], uncovered
+
+
+def test_twin_rows_pair_each_clips_two_explanations_and_the_term_makes_them_agree(tmp_path):
+    from interpreters.training.lmac import twin_inconsistency
+    from interpreters.training.mixing import twin_rows
+
+    # mixtures i = clip i + clip i+1 (4 clips); mixture 2 (clips 2+3) decided alike: not a pair
+    twins = twin_rows(torch.tensor([True, True, False, True]))
+    # row i: clip i's own row; row 4 + i: clip i+1 as partner in mixture i
+    assert twins.tolist() == [7, 4, -1, -1, 1, -1, -1, 0]
+    model = low_high_classifier()
+    wavs = band_noise([(0, 1500), (3000, 4500)] * 3)
+    rows = explained_mixtures(
+        model, wavs, torch.ones(6), (-5.0, 5.0), torch.Generator().manual_seed(3), 1.0, True, False
+    )
+    assert bool((rows.twins >= 0).all())
+    for row, twin in enumerate(rows.twins.tolist()):  # the same clip at two levels
+        a, b = rows.sources[row], rows.sources[twin]
+        torch.testing.assert_close(a * (b @ b) / (a @ b), b, atol=1e-5, rtol=0)
+    with pytest.raises(InterpreterError, match="lambda_twin > 0 needs every clip in two mixtures"):
+        decoder = ConditionedMaskDecoder(model.hidden_channels, layers=[0, 1], channels=4)
+        lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path / "bad", lambda_twin=1.0)
+    batch = PaddedBatch([{"sig": x} for x in wavs])
+    disagreement = {}
+    for weight in (0.0, 20.0):
+        torch.manual_seed(0)
+        decoder = ConditionedMaskDecoder(model.hidden_channels, layers=[0, 1], channels=4)
+        brain = lmac_brain(
+            LMAC(model, FRONT_END, decoder),
+            tmp_path / str(weight),
+            lambda_twin=weight,
+            disjoint_pairs=False,
+        )
+        optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
+        for _ in range(40):
+            brain.mix_generator.manual_seed(0)
+            explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
+            loss = brain.loss(explanation, *heard)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+        twins = explanation.extras["twins"]
+        disagreement[weight] = float(twin_inconsistency(explanation, twins, FRONT_END).detach())
+    assert disagreement[20.0] < 0.2 * disagreement[0.0], disagreement
+
+
+@pytest.mark.parametrize("unet", [0, 2])
+def test_input_gradient_channel_is_the_class_evidence_on_the_bins(unet):
+    import dataclasses
+
+    model = classifier("spec")
+    wavs = torch.randn(2, 4000) * 0.1
+    compressed = FRONT_END.analyse(wavs).compressed
+    _, hidden, condition = condition_for(model, wavs, 3)
+    features = model.features(wavs).requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.classify(features)[0][:, 3].sum(), features)
+    expected = F.relu(grad * features.detach())
+    expected = expected / expected.amax(dim=(1, 2, 3), keepdim=True)
+    torch.testing.assert_close(condition.input_map, expected)
+    decoder = ConditionedMaskDecoder(
+        model.hidden_channels, channels=4, unet_levels=unet, use_input_gradient=True
+    )
+    mask = decoder(hidden, compressed, condition)
+    blank = dataclasses.replace(condition, input_map=torch.zeros_like(condition.input_map))
+    assert mask.shape == compressed.shape
+    assert not torch.allclose(mask, decoder(hidden, compressed, blank))
+    wave = classifier("wave")  # reads the waveform: no map on the bins
+    _, hidden, condition = condition_for(wave, wavs)
+    assert condition.input_map is None
+    decoder = ConditionedMaskDecoder(wave.hidden_channels, channels=4, use_input_gradient=True)
+    with pytest.raises(InterpreterError, match="use_input_gradient needs a classifier that reads"):
+        decoder(hidden, compressed, condition)

@@ -22,7 +22,13 @@ from interpreters.audio import FrontEnd, Spectrum
 from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Evidence, Explainer
 from interpreters.explainers.conditioning import hidden_gradients
-from interpreters.models.base import AudioClassifier, canonical_map, same_front_end, to_grid
+from interpreters.models.base import (
+    AudioClassifier,
+    canonical_map,
+    feature_front_end,
+    same_front_end,
+    to_grid,
+)
 
 
 def relevance_mask(relevance: torch.Tensor) -> torch.Tensor:
@@ -73,7 +79,7 @@ class Attribution(Explainer):
     def attributed(self, evidence: Evidence) -> tuple[AttributionTarget, torch.Tensor]:
         """The function to attribute and its input: the classifier's features when they are
         this front end's compressed magnitude, else that magnitude resynthesised in front."""
-        on_features = same_front_end(self.classifier.feature_front_end, self.front_end)
+        on_features = same_front_end(feature_front_end(self.classifier), self.front_end)
         inputs = (
             self.classifier.features(evidence.wavs)
             if on_features

@@ -4,7 +4,10 @@ tell a decoder which class to explain.
 For the explained class c and each hidden map A [B, C, T', F']: channel weights
 w = mean over (T', F') of ∂ logit_c / ∂ A, and the class map ReLU(Σ_k w_k A_k) scaled to max 1.
 They work for any classifier whose logits depend on its hidden maps (GradCAM at every depth
-at once); computed with the classifier frozen, handed over detached.
+at once); computed with the classifier frozen, handed over detached. Where the classifier
+reads a spectrogram (``feature_front_end``), the same backward pass also gives the class's
+evidence at the input's own resolution, ReLU(∂ logit_c / ∂ X ⊙ X) scaled to max 1: which bins,
+not which coarse cells, speak for the class.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch.nn.functional as F
 
 from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Evidence, resolve_target
-from interpreters.models.base import AudioClassifier
+from interpreters.models.base import AudioClassifier, feature_front_end
 
 
 @dataclass
@@ -26,6 +29,7 @@ class ClassCondition:
     target: torch.Tensor  # [B]
     weights: list[torch.Tensor]  # [B, C] per level
     maps: list[torch.Tensor]  # [B, 1, T', F'] per level, in [0, 1]
+    input_map: torch.Tensor | None = None  # [B, 1, T, F] in [0, 1]; None: no spectrogram input
 
 
 def hidden_gradients(
@@ -64,16 +68,25 @@ def class_condition(
         logits, hidden = classifier.classify(features)
         target = resolve(logits.detach())
         score = logits.gather(1, target[:, None]).sum()
-        grads = hidden_gradients(score, hidden)
+        reads_spectrogram = feature_front_end(classifier) is not None
+        grads = hidden_gradients(score, hidden + [features] * reads_spectrogram)
+    input_map = None
+    if reads_spectrogram:
+        input_map = unit_peak(F.relu(grads.pop() * features.detach()))
     weights, maps = [], []
     for hidden_map, grad in zip(hidden, grads):
         weight = grad.mean(dim=(2, 3)).detach()
         cam = F.relu((weight[:, :, None, None] * hidden_map.detach()).sum(dim=1, keepdim=True))
-        peak = cam.flatten(1).amax(dim=1).clamp_min(1e-12)
         weights.append(weight)
-        maps.append(cam / peak[:, None, None, None])
+        maps.append(unit_peak(cam))
     hidden = [h.detach() for h in hidden]
-    return logits.detach(), hidden, ClassCondition(target, weights, maps)
+    return logits.detach(), hidden, ClassCondition(target, weights, maps, input_map)
+
+
+def unit_peak(maps: torch.Tensor) -> torch.Tensor:
+    """Non-negative maps [B, ...] scaled to a maximum of 1 per clip (all-zero maps stay 0)."""
+    peak = maps.flatten(1).amax(dim=1).clamp_min(1e-12)
+    return maps / peak.view(-1, *[1] * (maps.dim() - 1))
 
 
 def conditioned_evidence(

@@ -116,11 +116,11 @@ class InputUNet(nn.Module):
     class-conditioned features: detail as fine as the bins (harmonics), told the class at
     every scale. Widths ``channels`` × 2^level; max-pooling by 2 down, bilinear resizing up."""
 
-    def __init__(self, channels: int, levels: int) -> None:
+    def __init__(self, channels: int, levels: int, image_channels: int = 1) -> None:
         super().__init__()
         widths = [channels * 2**level for level in range(levels + 1)]
         self.down = nn.ModuleList(
-            conv_block(1 if level == 0 else widths[level - 1], width)
+            conv_block(image_channels if level == 0 else widths[level - 1], width)
             for level, width in enumerate(widths)
         )
         self.up = nn.ModuleList(
@@ -166,7 +166,8 @@ class ConditionedMaskDecoder(nn.Module):
     adds features learnt from it instead, 3×3 convolutions dilated 1, 2, 4... along frequency,
     for detail finer than the classifier's maps keep (harmonics); ``unet_levels`` > 0 replaces
     the last convolution by an ``InputUNet`` of that depth over the input, reading the class
-    features at every scale.
+    features at every scale. ``use_input_gradient`` adds the class's evidence on the input bins
+    (``ClassCondition.input_map``, gradient × input) as one more channel there, or of the U-Net.
     """
 
     def __init__(
@@ -182,6 +183,7 @@ class ConditionedMaskDecoder(nn.Module):
         mask_bias: float = 0.0,
         input_layers: int = 0,
         unet_levels: int = 0,
+        use_input_gradient: bool = False,
     ) -> None:
         super().__init__()
         if unet_levels and (input_layers or use_input):
@@ -195,6 +197,7 @@ class ConditionedMaskDecoder(nn.Module):
         self.layers = sorted({i % count for i in layers})  # shallow to deep
         self.use_hidden, self.use_weighted, self.use_cam = use_hidden, use_weighted, use_cam
         self.use_input, self.decode_stride = use_input, decode_stride
+        self.use_input_gradient = use_input_gradient
         widths = [
             hidden_channels[i] * (use_hidden + use_weighted) + int(use_cam) for i in self.layers
         ]
@@ -218,12 +221,23 @@ class ConditionedMaskDecoder(nn.Module):
                 )
             )
         )
-        extra = int(use_input) + channels * int(input_layers > 0)
-        self.unet = InputUNet(channels, unet_levels) if unet_levels else None
+        extra = int(use_input) + channels * int(input_layers > 0) + int(use_input_gradient)
+        self.unet = (
+            InputUNet(channels, unet_levels, 1 + int(use_input_gradient)) if unet_levels else None
+        )
         if self.unet is None:
             self.final = nn.Conv2d(channels + extra, channels, kernel_size=3, padding=1)
         self.out = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.constant_(self.out.bias, mask_bias)
+
+    def input_evidence(self, condition: ClassCondition, size, grid) -> list[torch.Tensor]:
+        """The class's gradient × input map on the spectrogram's bins, pooled to the grid."""
+        if condition.input_map is None:
+            raise InterpreterError(
+                "use_input_gradient needs a classifier that reads a spectrogram (its "
+                "feature_front_end); this one does not: set use_input_gradient: False"
+            )
+        return [F.adaptive_avg_pool2d(resize(condition.input_map, size), grid)]
 
     def level_input(self, hidden_map, weight, cam) -> torch.Tensor:
         """What one level contributes: A, A ⊙ ŵ, the class map (as configured)."""
@@ -250,14 +264,15 @@ class ConditionedMaskDecoder(nn.Module):
         if self.use_input or len(self.input_net) or self.unet is not None:
             scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             image = F.adaptive_avg_pool2d((compressed / scale).unsqueeze(1), grid)
+        evidence = self.input_evidence(condition, size, grid) if self.use_input_gradient else []
         if self.unet is not None:
-            logits = self.out(self.unet(x, image))
+            logits = self.out(self.unet(x, torch.cat([image, *evidence], dim=1)))
         else:
-            if self.use_input or len(self.input_net):
-                parts = [image] if self.use_input else []
-                if len(self.input_net):
-                    parts.append(self.input_net(image.contiguous(memory_format=NHWC)))
-                x = torch.cat([x, *parts], dim=1)
+            parts = [image] if self.use_input else []
+            if len(self.input_net):
+                parts.append(self.input_net(image.contiguous(memory_format=NHWC)))
+            if parts or evidence:
+                x = torch.cat([x, *parts, *evidence], dim=1)
             logits = self.out(F.relu(self.final(x.contiguous(memory_format=NHWC))))
         if grid != size:
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)

@@ -112,7 +112,9 @@ class AudioClassifier(nn.Module):
     sample_rate: int
     hidden_channels: list[int]
     frequency_scale: str = "linear"
-    feature_front_end = None
+    # no class default for feature_front_end: a FrontEnd (an nn.Module) set on an instance is
+    # registered as a submodule, which a class attribute would shadow; read it with
+    # ``feature_front_end(classifier)``
 
     def __init_subclass__(cls, **kwargs) -> None:
         super().__init_subclass__(**kwargs)
@@ -204,3 +206,9 @@ def check_sample_rate(classifier_rate: int, rate: int, what: str) -> None:
             f"{what} is at {rate} Hz but the classifier expects {classifier_rate} Hz; set "
             f"sample_rate: {classifier_rate} (data are then prepared at the classifier's rate)"
         )
+
+
+def feature_front_end(classifier: nn.Module):
+    """The FrontEnd whose compressed magnitude the classifier reads, or None when it reads
+    something else (waveforms, mel features of its own)."""
+    return getattr(classifier, "feature_front_end", None)

@@ -7,7 +7,12 @@ masks apart. That is what makes a class-conditioned decoder keep one source and 
 λ_cover·mean w·ReLU(1 − M_a − M_b) (w: the mixture's compressed magnitude, mean 1) asks the two
 masks to cover the mixture between them, as a mixture of two clips is made of nothing else: with
 exclusivity the pair becomes a partition, so a bin the decision does not need must still go to
-one of the two explanations instead of neither.
+one of the two explanations instead of neither. λ_twin·mean (1 − cos) between the linear
+magnitudes a clip's explanation keeps in its two training mixtures (``disjoint_pairs: False``
+puts every clip in two, with different partners; rows from ``twin_rows``): what an explanation
+keeps of its partner differs between the two, what it keeps of the clip itself need not, so
+with coverage the consistent partition is the one by source. It uses which mixtures share a
+clip, never a clean clip's spectrum.
 
 λ_guide > 0 is guided fine-tuning: binary cross-entropy between the mask and a target made from
 the clean clip whose decision it explains. ``guide: loud`` is upstream's L-MAC FT (its bins at
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from interpreters.config import check_choice
+from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Explanation
 from interpreters.training.brain import decision_cross_entropy, total_variation
 from interpreters.training.mixing import MixingBrain
@@ -41,6 +47,7 @@ class LMACBrain(MixingBrain):
         "lambda_tv",
         "lambda_excl",
         "lambda_cover",
+        "lambda_twin",
         "lambda_gain",
         "lambda_guide",
         "guide",
@@ -56,6 +63,11 @@ class LMACBrain(MixingBrain):
         check_choice(hparams, "guide", ("loud", "dominant"))
         check_choice(hparams, "guide_weight", ("uniform", "energy"))
         check_choice(hparams, "in_term", ("confidence", "keep"))
+        if hparams["lambda_twin"] and (hparams["disjoint_pairs"] or hparams["correct_pairs_only"]):
+            raise InterpreterError(
+                "lambda_twin > 0 needs every clip in two mixtures: set disjoint_pairs: False and "
+                "correct_pairs_only: False"
+            )
 
     def loss(
         self, explanation: Explanation, in_logits: torch.Tensor, out_logits: torch.Tensor
@@ -83,6 +95,11 @@ class LMACBrain(MixingBrain):
             loss = loss + hp.lambda_excl * F.relu(first + second - 1)[pairs].mean()
         if hp.lambda_cover:
             loss = loss + hp.lambda_cover * pair_coverage(explanation, pairs)
+        twins = explanation.extras.get("twins")
+        if hp.lambda_twin and twins is not None and bool((twins >= 0).any()):
+            loss = loss + hp.lambda_twin * twin_inconsistency(
+                explanation, twins, self.explainer.front_end
+            )
         return loss
 
     def kept_term(self, explanation: Explanation, in_logits: torch.Tensor) -> torch.Tensor:
@@ -121,6 +138,15 @@ def pair_coverage(explanation: Explanation, pairs: torch.Tensor) -> torch.Tensor
     first, second = explanation.mask.chunk(2)
     weights = energy_weights(explanation).chunk(2)[0]
     return (weights * F.relu(1 - first - second))[pairs].mean()
+
+
+def twin_inconsistency(explanation: Explanation, twins: torch.Tensor, front_end) -> torch.Tensor:
+    """Mean 1 − cosine similarity between the linear magnitude each row's mask keeps and the
+    one its twin row keeps (the same clip explained in another mixture); rows with twin −1 skip.
+    Scale-free, since the clip sounds at a different level in each mixture."""
+    rows = torch.nonzero(twins >= 0).squeeze(1)
+    kept = front_end.expand(explanation.mask * explanation.spectrum.compressed).flatten(1)
+    return (1 - F.cosine_similarity(kept[rows], kept[twins[rows]], dim=1, eps=1e-8)).mean()
 
 
 def energy_weights(explanation: Explanation) -> torch.Tensor:

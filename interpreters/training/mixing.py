@@ -56,6 +56,7 @@ class ExplainedMixtures:
     target: torch.Tensor | None  # None: each mixture's own decision
     pairs: torch.Tensor | None  # rows that are true two-class pairs (two targets only)
     sources: torch.Tensor  # the clip whose decision a row explains, as it sounds in the mixture
+    twins: torch.Tensor | None = None  # per row, the row explaining its clip in another mixture
 
 
 def explained_mixtures(
@@ -101,9 +102,28 @@ def explained_mixtures(
         )
     target = torch.cat([decisions, other])
     pairs = mixed & (other != decisions)
+    twins = None if disjoint_pairs or labels is not None else twin_rows(pairs)
     return ExplainedMixtures(
-        torch.cat([wavs, wavs]), torch.cat([lens, lens]), target, pairs, torch.cat([own, partner])
+        torch.cat([wavs, wavs]),
+        torch.cat([lens, lens]),
+        target,
+        pairs,
+        torch.cat([own, partner]),
+        twins,
     )
+
+
+def twin_rows(pairs: torch.Tensor) -> torch.Tensor:
+    """For the 2B rows of B overlapping mixtures (mixture i: clip i with i + 1; rows [own;
+    partner]), the other row explaining the same clip: clip i is row i's own and row B + i − 1's
+    partner. −1 where either of its two mixtures is not a true two-class pair."""
+    batch = len(pairs)
+    index = torch.arange(batch, device=pairs.device)
+    previous = (index - 1) % batch
+    valid = pairs & pairs[previous]
+    own_twin = torch.where(valid, batch + previous, -1)  # row i -> row B + i - 1
+    partner_twin = torch.where(valid.roll(-1), (index + 1) % batch, -1)  # row B + i -> row i + 1
+    return torch.cat([own_twin, partner_twin])
 
 
 def correctly_decided(rows: tuple, labels: torch.Tensor, partner_labels: torch.Tensor) -> tuple:
@@ -176,4 +196,6 @@ class MixingBrain(InterpreterBrain):
         explanation.extras["others"] = mixtures.wavs - mixtures.sources
         if mixtures.pairs is not None:
             explanation.extras["pairs"] = mixtures.pairs
+        if mixtures.twins is not None:
+            explanation.extras["twins"] = mixtures.twins
         return explanation, classify_halves(self.classifier, explanation)
