@@ -126,7 +126,7 @@ def test_baseline_explains_and_is_scored(method, kind):
 
 def test_a_spectrogram_classifiers_relevance_is_taken_on_its_own_features():
     """Saliency of the spectrogram CNN is |∂ logit / ∂ features| itself, not a gradient through
-    a resynthesis (the classifier's FrontEnd, a submodule, must be seen as its feature front end)."""
+    a resynthesis (its FrontEnd, a submodule, must be seen as its feature front end)."""
     classifier = spectrogram_classifier()
     torch.manual_seed(1)
     wavs = 0.1 * torch.randn(2, 4000)

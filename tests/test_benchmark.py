@@ -33,6 +33,15 @@ def test_ratios_against_forward_and_reference():
     assert results["IG"]["speed"]["× IG b1"] == 1.0
 
 
+def test_rows_are_named_by_the_entry_and_a_benchmark_without_metrics_has_none():
+    from interpreters.evaluation.comparison import labelled
+
+    rows = {"LMAC-TD · test": {"AD": 1.0}, "oracle mask · mixtures": {"AD": 0.4}}
+    named = labelled(rows, "LMAC-TD (unconditioned)")
+    assert set(named) == {"LMAC-TD (unconditioned) · test", "oracle mask · mixtures"}
+    assert labelled({}, "IG-50") == {}  # --evaluate_metrics=False: nothing to name
+
+
 def test_benchmark_recipe_measures_every_method(trained_classifier, tmp_path):
     lmac = tmp_path / "lmac"
     data = [f"--data_folder={trained_classifier['data']}", *TINY_DATA]

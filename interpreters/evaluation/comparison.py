@@ -198,10 +198,12 @@ def sanity_table(sanity: dict[str, dict], threshold: float) -> tuple[str, dict]:
 
 def labelled(rows: dict, label: str | None) -> dict:
     """A method's rows named by its entry in the method list (two entries of one explainer,
-    e.g. LMAC-TD conditioned and not, then keep apart), the oracle's rows as they are."""
-    if label is None:
+    e.g. LMAC-TD conditioned and not, then keep apart), the oracle's rows as they are; no rows
+    (a benchmark without metrics) stay none."""
+    methods = [name for name in rows if not name.startswith(ORACLE)]
+    if label is None or not methods:
         return rows
-    method = next(name for name in rows if not name.startswith(ORACLE)).split(" · ")[0]
+    method = methods[0].split(" · ")[0]
     return {
         name if name.startswith(ORACLE) else label + name[len(method) :]: row
         for name, row in rows.items()
