@@ -31,6 +31,22 @@ def classifier(kind: str):
     return model.eval().requires_grad_(False)
 
 
+def train_decoder(brain, decoder, batch, steps: int):
+    """``steps`` Adam steps (lr 0.01) of ``decoder`` through ``brain``'s training step, on the
+    same mixtures of ``batch`` every step; the last explanation and every step's loss."""
+    optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
+    losses = []
+    for _ in range(steps):
+        brain.mix_generator.manual_seed(0)
+        explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
+        loss = brain.loss(explanation, *heard)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss))
+    return explanation, losses
+
+
 def condition_for(model, wavs, target=None):
     return class_condition(model, wavs, lambda logits: resolve_target(target, logits, LABELS))
 
@@ -137,20 +153,11 @@ def test_guided_fine_tuning_pulls_the_mask_to_the_guide(tmp_path, guide, weight)
         **dict(lambda_in=0.0, lambda_out=0.0, lambda_reg=0.0, lambda_excl=0.0),
         **dict(lambda_guide=1.0, guide=guide, guide_weight=weight),
     )
-    optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
     # clips 2k: noise below 1.5 kHz, clips 2k + 1: noise in 3-4.5 kHz (the rest is quiet)
     clips = band_noise([(0, 1500), (3000, 4500)] * 2)
     assert model(clips).argmax(-1).tolist() == [0, 1, 0, 1]
     batch = PaddedBatch([{"sig": x} for x in clips])
-    losses = []
-    for _ in range(40):
-        explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
-        brain.mix_generator.manual_seed(0)  # the same mixtures every step
-        loss = brain.loss(explanation, *heard)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss))
+    explanation, losses = train_decoder(brain, decoder, batch, 40)
     assert losses[-1] < 0.8 * losses[0]
     source = FRONT_END.analyse(explanation.extras["sources"]).compressed
     if guide == "loud":
@@ -306,14 +313,7 @@ def test_coverage_counts_the_energy_neither_mask_of_a_pair_keeps(tmp_path):
         brain = lmac_brain(
             LMAC(model, FRONT_END, decoder), tmp_path / str(weight), lambda_cover=weight
         )
-        optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
-        for _ in range(30):
-            brain.mix_generator.manual_seed(0)  # the same mixtures every step
-            explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
-            loss = brain.loss(explanation, *heard)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+        explanation, _ = train_decoder(brain, decoder, batch, 30)
         pairs = explanation.extras["pairs"]
         assert bool(pairs.all())
         uncovered[weight] = float(pair_coverage(explanation, pairs))
@@ -351,14 +351,7 @@ def test_twin_rows_pair_each_clips_two_explanations_and_the_term_makes_them_agre
             lambda_twin=weight,
             disjoint_pairs=False,
         )
-        optimiser = torch.optim.Adam(decoder.parameters(), lr=0.01)
-        for _ in range(40):
-            brain.mix_generator.manual_seed(0)
-            explanation, heard = brain.compute_forward(batch, sb.Stage.TRAIN)
-            loss = brain.loss(explanation, *heard)
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
+        explanation, _ = train_decoder(brain, decoder, batch, 40)
         twins = explanation.extras["twins"]
         disagreement[weight] = float(twin_inconsistency(explanation, twins, FRONT_END).detach())
     assert disagreement[20.0] < 0.2 * disagreement[0.0], disagreement

@@ -126,9 +126,9 @@ class LMACBrain(MixingBrain):
 
     def kept_energy(self, explanation: Explanation) -> torch.Tensor:
         """Share of the input's linear energy the mask lets through, per example [B]."""
-        front_end, compressed = self.explainer.front_end, explanation.spectrum.compressed
-        kept = front_end.expand(explanation.mask * compressed).square().flatten(1).sum(dim=1)
-        total = front_end.expand(compressed).square().flatten(1).sum(dim=1)
+        front_end = self.explainer.front_end
+        kept = kept_magnitude(explanation, front_end).square().flatten(1).sum(dim=1)
+        total = front_end.expand(explanation.spectrum.compressed).square().flatten(1).sum(dim=1)
         return kept / total.clamp_min(1e-12)
 
 
@@ -145,8 +145,13 @@ def twin_inconsistency(explanation: Explanation, twins: torch.Tensor, front_end)
     one its twin row keeps (the same clip explained in another mixture); rows with twin −1 skip.
     Scale-free, since the clip sounds at a different level in each mixture."""
     rows = torch.nonzero(twins >= 0).squeeze(1)
-    kept = front_end.expand(explanation.mask * explanation.spectrum.compressed).flatten(1)
+    kept = kept_magnitude(explanation, front_end).flatten(1)
     return (1 - F.cosine_similarity(kept[rows], kept[twins[rows]], dim=1, eps=1e-8)).mean()
+
+
+def kept_magnitude(explanation: Explanation, front_end) -> torch.Tensor:
+    """The linear magnitude [B, T, F] the mask lets through (it acts on the compressed one)."""
+    return front_end.expand(explanation.mask * explanation.spectrum.compressed)
 
 
 def energy_weights(explanation: Explanation) -> torch.Tensor:
