@@ -69,6 +69,18 @@ def test_mix_parts_keeps_lengths_and_sums_the_partner_at_the_snr():
     assert torch.equal(same, wavs) and torch.equal(same_lens, lens) and not none.any()
 
 
+def test_a_silent_clip_is_left_unmixed_and_every_mixture_stays_finite():
+    """A silent clip (a crop between notes) has no level for an SNR: on the old code its
+    partner's gain overflowed and the mixture became NaN, ending LMAC-TD's training."""
+    wavs = torch.randn(4, 800)
+    wavs[2] = 0.0
+    mixture, own, _, mixed = mix_parts(wavs, torch.ones(4), (-5.0, 5.0), torch.Generator())
+    assert torch.isfinite(mixture).all() and torch.isfinite(own).all()
+    assert mixed.tolist() == [True, False, False, True]  # 1 + silent 2, silent 2 + 3
+    torch.testing.assert_close(mixture[1], wavs[1])
+    assert float(mixture[2].abs().max()) == 0.0
+
+
 def test_each_explained_row_carries_the_clip_it_explains_as_it_sounds_in_the_mixture():
     model = classifier("spec")
     wavs, lens = 0.1 * torch.randn(4, 4000), torch.ones(4)
@@ -383,3 +395,44 @@ def test_input_gradient_channel_is_the_class_evidence_on_the_bins(unet):
     decoder = ConditionedMaskDecoder(wave.hidden_channels, channels=4, use_input_gradient=True)
     with pytest.raises(InterpreterError, match="use_input_gradient needs a classifier that reads"):
         decoder(hidden, compressed, condition)
+
+
+def test_frequency_mixing_links_distant_bins_and_starts_as_the_plain_decoder(tmp_path):
+    """The mixer starts at zero (the plain decoder's mask), carries a bin's evidence to any
+    other bin (an octave up here), learns in a training step, and refuses a wrong grid."""
+    from interpreters.explainers.lmac import FrequencyMixer
+
+    model = classifier("spec")
+    wavs = torch.randn(2, 4000) * 0.1
+    compressed = FRONT_END.analyse(wavs).compressed
+    _, hidden, condition = condition_for(model, wavs)
+    masks = []
+    for mixing in (False, True):
+        torch.manual_seed(0)
+        decoder = ConditionedMaskDecoder(
+            model.hidden_channels, channels=4, frequency_mixing=mixing, n_freqs=FRONT_END.n_freqs
+        )
+        masks.append(decoder(hidden, compressed, condition))
+    torch.testing.assert_close(masks[0], masks[1])
+    mixer = FrequencyMixer(16)
+    with torch.no_grad():
+        mixer.weight[5, 10] = 1.0
+    x = torch.zeros(1, 1, 1, 16)
+    x[..., 5] = 2.0
+    assert mixer(x)[0, 0, 0].nonzero().flatten().tolist() == [5, 10]
+    assert float(mixer(x)[0, 0, 0, 10]) == 2.0
+    brain = lmac_brain(LMAC(model, FRONT_END, decoder), tmp_path)
+    batch = PaddedBatch([{"sig": 0.1 * torch.randn(4000)} for _ in range(4)])
+    train_decoder(brain, decoder, batch, steps=2)
+    assert float(decoder.mixer.weight.abs().sum()) > 0
+    with pytest.raises(InterpreterError, match="frequency_mixing needs n_freqs"):
+        ConditionedMaskDecoder(model.hidden_channels, frequency_mixing=True)
+    coarse = ConditionedMaskDecoder(
+        model.hidden_channels, channels=4, decode_stride=2, frequency_mixing=True, n_freqs=129
+    )
+    assert coarse(hidden, compressed, condition).shape == compressed.shape
+    mismatched = ConditionedMaskDecoder(
+        model.hidden_channels, channels=4, frequency_mixing=True, n_freqs=FRONT_END.n_freqs + 3
+    )
+    with pytest.raises(InterpreterError, match="built for 132 frequency bins but the decoder's"):
+        mismatched(hidden, compressed, condition)

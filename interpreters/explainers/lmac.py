@@ -146,6 +146,26 @@ class InputUNet(nn.Module):
         return x
 
 
+class FrequencyMixer(nn.Module):
+    """x + x·W over the frequency axis of [B, C, T, F] maps: one learnt F×F map shared by
+    channels and frames, so evidence on one partial can reach every bin a note's harmonics
+    occupy, however far apart (convolutions reach only neighbours). W starts at zero."""
+
+    def __init__(self, n_freqs: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_freqs, n_freqs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """[B, C, T, F] -> the same shape, F must be the mixer's size."""
+        if x.shape[-1] != self.weight.shape[0]:
+            raise InterpreterError(
+                f"frequency_mixing was built for {self.weight.shape[0]} frequency bins but the "
+                f"decoder's grid has {x.shape[-1]}; set n_freqs to the front end's n_freqs "
+                "(divided by decode_stride, rounded up)"
+            )
+        return x + x @ self.weight
+
+
 def resize(x: torch.Tensor, size) -> torch.Tensor:
     """Bilinear resizing of [B, C, H, W] maps to ``size`` (no-op when already there)."""
     if tuple(x.shape[2:]) == tuple(size):
@@ -168,6 +188,8 @@ class ConditionedMaskDecoder(nn.Module):
     the last convolution by an ``InputUNet`` of that depth over the input, reading the class
     features at every scale. ``use_input_gradient`` adds the class's evidence on the input bins
     (``ClassCondition.input_map``, gradient × input) as one more channel there, or of the U-Net.
+    ``frequency_mixing`` adds a ``FrequencyMixer`` over the ``n_freqs`` bins (the front end's) of
+    the decoded grid before that last stage: harmonics far apart can be kept together.
     """
 
     def __init__(
@@ -184,8 +206,14 @@ class ConditionedMaskDecoder(nn.Module):
         input_layers: int = 0,
         unet_levels: int = 0,
         use_input_gradient: bool = False,
+        frequency_mixing: bool = False,
+        n_freqs: int | None = None,
     ) -> None:
         super().__init__()
+        if frequency_mixing and not n_freqs:
+            raise InterpreterError(
+                "frequency_mixing needs n_freqs (the front end's frequency bins) for the decoder"
+            )
         if unet_levels and (input_layers or use_input):
             raise InterpreterError(
                 "unet_levels > 0 reads the input spectrogram itself; set input_layers: 0 and "
@@ -229,6 +257,7 @@ class ConditionedMaskDecoder(nn.Module):
             self.final = nn.Conv2d(channels + extra, channels, kernel_size=3, padding=1)
         self.out = nn.Conv2d(channels, 1, kernel_size=1)
         nn.init.constant_(self.out.bias, mask_bias)
+        self.mixer = FrequencyMixer(-(-n_freqs // decode_stride)) if frequency_mixing else None
 
     def input_evidence(self, condition: ClassCondition, size, grid) -> list[torch.Tensor]:
         """The class's gradient × input map on the spectrogram's bins, pooled to the grid."""
@@ -261,6 +290,8 @@ class ConditionedMaskDecoder(nn.Module):
             x = F.relu(stage(level))
         grid = tuple(-(-n // self.decode_stride) for n in size)
         x = F.interpolate(x, size=grid, mode="bilinear", align_corners=False)
+        if self.mixer is not None:
+            x = self.mixer(x)
         if self.use_input or len(self.input_net) or self.unet is not None:
             scale = compressed.amax(dim=(1, 2), keepdim=True).clamp_min(1e-5)
             image = F.adaptive_avg_pool2d((compressed / scale).unsqueeze(1), grid)

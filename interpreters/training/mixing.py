@@ -20,7 +20,8 @@ def mix_parts(
     prob: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Clip i plus clip (i + 1) mod B at an SNR (dB, clip i over its partner) drawn uniformly
-    from ``snr_range``, rescaled to clip i's peak; each clip is mixed with probability ``prob``.
+    from ``snr_range``, rescaled to clip i's peak; each clip is mixed with probability ``prob``
+    (never with, or as, a silent clip).
     Returns the mixtures, clip i as it sounds in its mixture (the partner is the difference),
     the relative lengths (the longer of the two) and which were mixed."""
     batch = wavs.shape[0]
@@ -32,8 +33,11 @@ def mix_parts(
     mixed = (torch.rand(batch, generator=generator) < prob).to(wavs.device)
     tiny = torch.finfo(wavs.dtype).tiny
     energy = wavs.square().sum(dim=1)
-    partner_energy = partner.square().sum(dim=1).clamp_min(tiny)
-    gain = (energy / (partner_energy * 10 ** (snr / 10))).sqrt() * mixed
+    partner_energy = partner.square().sum(dim=1)
+    # a silent clip (or crop) has no level to set an SNR against: it is left unmixed
+    mixed = mixed & (energy > 0) & (partner_energy > 0)
+    partner_energy = partner_energy.clamp_min(tiny)
+    gain = torch.where(mixed, (energy / (partner_energy * 10 ** (snr / 10))).sqrt(), 0.0)
     mixture = wavs + gain[:, None] * partner
     peak = wavs.abs().amax(dim=1) / mixture.abs().amax(dim=1).clamp_min(tiny)
     new_lens = torch.maximum(lens, partner_values(lens, mixed))
