@@ -172,3 +172,23 @@ def test_guided_fine_tuning_and_the_audio_quality_comparison(trained_classifier,
     twice = run_recipe("compare_quality.py", run(base), run(tuned), check=False)
     assert twice.returncode == 2
     assert twice.stderr.strip().count("\n") == 0 and "--method_name" in twice.stderr
+
+
+def test_competing_masks_scores_the_decisions_mask_as_the_evaluator_does(
+    trained_classifier, tmp_path
+):
+    """recipes/competing_masks.py on a trained L-MAC: its "as given" row is the evaluator's
+    mixtures row, and every competition rule gets a row."""
+    run = tmp_path / "lmac"
+    run_recipe("train.py", *_lmac_args(trained_classifier, run, "--number_of_epochs=1"))
+    scored = json.loads((run / "metrics.json").read_text())["L-MAC · mixtures"]
+    args = _lmac_args(trained_classifier, tmp_path / "competing", f"--save_folder={run / 'save'}")
+    result = run_recipe("competing_masks.py", *args)
+    rows = {
+        line.split("|")[1].strip(): [float(v) for v in line.split("|")[2:-1]]
+        for line in result.stdout.splitlines()
+        if line.startswith("| ") and not line.startswith("| rule")
+    }
+    assert len(rows) == 8 and "runner-up class is the mixture's other source" in result.stdout
+    for column, value in zip(["SI-SDRi", "precision", "recall", "MM"], rows["as given"]):
+        assert value == pytest.approx(scored[column], abs=0.01), column
