@@ -302,17 +302,14 @@ def test_keep_in_term_charges_only_a_loss_of_confidence_against_the_input(tmp_pa
 
 
 def test_coverage_counts_the_energy_neither_mask_of_a_pair_keeps(tmp_path):
-    from interpreters.audio import Spectrum
-    from interpreters.explainers.base import Explanation
-    from interpreters.training.lmac import pair_coverage
+    from interpreters.training.mixing import pair_coverage
 
     # one mixture explained twice (rows a, b); bins of compressed magnitude 3 and 1
     compressed = torch.tensor([[[3.0, 1.0]]]).repeat(2, 1, 1)
     mask = torch.tensor([[[0.5, 0.0]], [[0.2, 1.0]]])
-    spectrum = Spectrum(compressed, torch.ones_like(compressed), 0)
-    rows = Explanation(mask, None, None, None, torch.tensor([0, 1]), {}, spectrum)
     # weights 1.5 and 0.5 (mean 1); uncovered 0.3 and 0
-    torch.testing.assert_close(pair_coverage(rows, torch.tensor([True])), torch.tensor(0.225))
+    coverage = pair_coverage(mask, compressed, torch.tensor([True]))
+    torch.testing.assert_close(coverage, torch.tensor(0.225))
     # trained on the low/high mixtures, the term makes the pair cover more of the mixture
     torch.manual_seed(1)
     model = low_high_classifier()
@@ -328,7 +325,9 @@ def test_coverage_counts_the_energy_neither_mask_of_a_pair_keeps(tmp_path):
         explanation, _ = train_decoder(brain, decoder, batch, 30)
         pairs = explanation.extras["pairs"]
         assert bool(pairs.all())
-        uncovered[weight] = float(pair_coverage(explanation, pairs))
+        uncovered[weight] = float(
+            pair_coverage(explanation.mask, explanation.spectrum.compressed, pairs)
+        )
     assert uncovered[4.0] < 0.5 * uncovered[0.0], uncovered
 
 

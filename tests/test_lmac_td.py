@@ -124,6 +124,28 @@ def test_alpha_extremes_train(trained_classifier, tmp_path, alpha):
     assert all(p.grad is None for p in interpreter.encoder.parameters())  # frozen codec
 
 
+def test_coverage_asks_a_mixtures_two_encoder_masks_to_cover_it(trained_classifier, tmp_path):
+    """lambda_cover adds, on two-target mixtures, the share of the encoder features neither of
+    a mixture's two masks keeps (weighted by the features the masks weigh)."""
+    from interpreters.training.mixing import pair_coverage
+
+    brain = _brain(trained_classifier, tmp_path, lambda_cover=2.0)
+    torch.manual_seed(0)
+    mixtures = torch.randn(2, 3000) * 0.1
+    # rows [mixture 0, mixture 1] for one class each, then the same mixtures for another
+    explanation = brain.explainer.explain(mixtures.repeat(2, 1), target=torch.tensor([0, 1, 2, 3]))
+    explanation.extras["pairs"] = torch.tensor([True, True])
+    features = explanation.extras["features"]
+    assert features.shape == explanation.mask.shape and float(features.min()) >= 0
+    heard = [brain.classifier(explanation.interpretation), brain.classifier(explanation.residual)]
+    covered = brain.loss(explanation, *heard)
+    brain.hparams.lambda_cover = 0.0
+    plain = brain.loss(explanation, *heard)
+    uncovered = pair_coverage(explanation.mask, features, explanation.extras["pairs"])
+    assert float(uncovered) > 0
+    torch.testing.assert_close(covered - plain, 2.0 * uncovered)
+
+
 def test_narrow_masknet_still_masks_every_filter(trained_classifier, tmp_path):
     """Long atoms, many filters, a narrow masknet: one mask value per filter, halves add up."""
     brain = _brain(

@@ -144,9 +144,10 @@ class SepformerInterpreter(nn.Module):
         wavs: torch.Tensor,
         hidden: list[torch.Tensor],
         condition: ClassCondition | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Waveforms [B, L] + hidden maps (+ the class condition) -> mask [B, frames, N],
-        interpretation and residual [B, L]."""
+        interpretation and residual [B, L], and the encoder features the mask weighs
+        [B, frames, N]."""
         length = wavs.shape[-1]
         left, right = self.padding(length)
         features = self.encoder(F.pad(wavs, (left, right)))
@@ -157,7 +158,7 @@ class SepformerInterpreter(nn.Module):
         kept = torch.cat([features * mask, features * (1 - mask)])
         halves = self.decoder(kept).reshape(2, len(wavs), -1)[..., left : left + length]
         interpretation, residual = halves
-        return mask.transpose(1, 2), interpretation, residual
+        return mask.transpose(1, 2), interpretation, residual, features.transpose(1, 2)
 
 
 class LMACTD(Explainer):
@@ -189,11 +190,11 @@ class LMACTD(Explainer):
 
     def render(self, evidence: Evidence) -> Explanation:
         """The decoder's waveforms directly; no input phase is reused."""
-        mask, interpretation, residual = self.interpreter(
+        mask, interpretation, residual, features = self.interpreter(
             evidence.wavs, evidence.hidden, evidence.condition
         )
         lens = evidence.lens if evidence.lens is not None else torch.ones(len(evidence.wavs))
-        extras = {"input": evidence.wavs, "lens": lens}
+        extras = {"input": evidence.wavs, "lens": lens, "features": features}
         return evidence.explanation(mask, interpretation, residual, extras)
 
     def reconstruction_si_snr(self, explanation: Explanation) -> torch.Tensor:

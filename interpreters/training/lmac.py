@@ -34,7 +34,7 @@ from interpreters.config import check_choice
 from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Explanation
 from interpreters.training.brain import decision_cross_entropy, total_variation
-from interpreters.training.mixing import MixingBrain
+from interpreters.training.mixing import MixingBrain, pair_coverage
 
 
 class LMACBrain(MixingBrain):
@@ -94,7 +94,8 @@ class LMACBrain(MixingBrain):
         if hp.lambda_excl:
             loss = loss + hp.lambda_excl * F.relu(first + second - 1)[pairs].mean()
         if hp.lambda_cover:
-            loss = loss + hp.lambda_cover * pair_coverage(explanation, pairs)
+            compressed = explanation.spectrum.compressed
+            loss = loss + hp.lambda_cover * pair_coverage(mask, compressed, pairs)
         twins = explanation.extras.get("twins")
         if hp.lambda_twin and twins is not None and bool((twins >= 0).any()):
             loss = loss + hp.lambda_twin * twin_inconsistency(
@@ -130,14 +131,6 @@ class LMACBrain(MixingBrain):
         kept = kept_magnitude(explanation, front_end).square().flatten(1).sum(dim=1)
         total = front_end.expand(explanation.spectrum.compressed).square().flatten(1).sum(dim=1)
         return kept / total.clamp_min(1e-12)
-
-
-def pair_coverage(explanation: Explanation, pairs: torch.Tensor) -> torch.Tensor:
-    """Energy-weighted share of each two-target mixture that neither of its masks keeps:
-    mean w·ReLU(1 − M_a − M_b) over the ``pairs`` rows (masks stacked [a rows; b rows])."""
-    first, second = explanation.mask.chunk(2)
-    weights = energy_weights(explanation).chunk(2)[0]
-    return (weights * F.relu(1 - first - second))[pairs].mean()
 
 
 def twin_inconsistency(explanation: Explanation, twins: torch.Tensor, front_end) -> torch.Tensor:

@@ -1,6 +1,8 @@
 """Training LMAC-TD: l_in·CE(kept) − l_out·CE(removed) + reg·mean|log1p STFT(kept)|
 − consistency·SI-SNR(kept + removed, input), on random crops as SepFormer recipes train, and
-(with ``mix_prob`` > 0) on mixtures of the batch as L-MAC trains (``training.mixing``)."""
+(with ``mix_prob`` > 0) on mixtures of the batch as L-MAC trains (``training.mixing``); with two
+targets, ``lambda_cover`` asks a mixture's two encoder masks to cover it between them (as
+L-MAC's, weighted by the encoder features)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import torch
 
 from interpreters.explainers.base import Explanation
 from interpreters.training.brain import decision_cross_entropy
-from interpreters.training.mixing import MixingBrain
+from interpreters.training.mixing import MixingBrain, pair_coverage
 
 
 class LMACTDBrain(MixingBrain):
@@ -21,6 +23,7 @@ class LMACTDBrain(MixingBrain):
         "reg",
         "consistency",
         "training_crop",
+        "lambda_cover",
     ]
 
     def stage_batch(self, batch, stage) -> tuple[torch.Tensor, torch.Tensor]:
@@ -55,4 +58,8 @@ class LMACTDBrain(MixingBrain):
         )
         if hp.consistency > 0:
             loss = loss - hp.consistency * self.explainer.reconstruction_si_snr(explanation).mean()
+        pairs = explanation.extras.get("pairs")
+        if hp.lambda_cover and pairs is not None and bool(pairs.any()):
+            features = explanation.extras["features"]
+            loss = loss + hp.lambda_cover * pair_coverage(explanation.mask, features, pairs)
         return loss

@@ -44,6 +44,20 @@ def mix_parts(
     return mixture * peak[:, None], wavs * peak[:, None], new_lens, mixed
 
 
+def pair_coverage(
+    masks: torch.Tensor, magnitudes: torch.Tensor, pairs: torch.Tensor
+) -> torch.Tensor:
+    """Magnitude-weighted share of each two-target mixture that neither of its masks keeps:
+    mean w·ReLU(1 − M_a − M_b) over the ``pairs`` rows (masks stacked [a rows; b rows]; w: the
+    mixture's ``magnitudes`` on the masks' grid, mean 1 per mixture, so quiet bins count little)."""
+    first, second = masks.chunk(2)
+    weights = magnitudes.chunk(2)[0]
+    weights = weights / weights.mean(dim=tuple(range(1, weights.dim())), keepdim=True).clamp_min(
+        1e-12
+    )
+    return (weights * torch.relu(1 - first - second))[pairs].mean()
+
+
 def partner_values(values: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
     """Per row, the values of the clip ``mix_parts`` mixed it with (clip i + 1), or its own
     where it was not mixed; ``values`` [B, ...]."""
