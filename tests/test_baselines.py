@@ -2,6 +2,7 @@
 model-randomisation cascade, and the comparison through recipes/evaluate.py."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -224,6 +225,28 @@ def test_comparison_through_evaluate_recipe(trained_classifier, tmp_path):
     assert record["skipped"] == {"hparams/no_such_method.yaml": "yaml not present"}
     # Each method also wrote its own evaluation with listenable examples.
     assert list((out / "lrp" / "examples" / "mixtures" / "wav").glob("*_interpretation.wav"))
+
+
+def test_instruments_comparison_overrides_the_comparison_with_its_own_method_list():
+    """hparams/compare_instruments.yaml is a comparison (an override file of compare_methods.yaml)
+    on the instruments data whose every method yaml exists and writes under its folder."""
+    from interpreters.evaluation.comparison import COMPARISON_KEYS, load_settings, method_entries
+    from interpreters.evaluation.run import is_comparison
+
+    path = "hparams/compare_instruments.yaml"
+    assert is_comparison([path])
+    hparams_file, settings, _ = load_settings([path], COMPARISON_KEYS)
+    assert (settings["dataset"], settings["sanity_threshold"]) == ("instruments", 0.5)
+    entries = list(method_entries(settings, "cpu", hparams_file))
+    assert [label for label, _ in entries][:4] == [
+        "L-MAC (twin 1)",
+        "L-MAC (cover 1)",
+        "LMAC-TD",
+        "LMAC-TD (cover 1)",
+    ]
+    for _, argv in entries:
+        assert Path(argv[0]).is_file() and "--dataset=instruments" in argv
+        assert "--output_folder=results/compare_wide_instruments/" in " ".join(argv)
 
 
 def test_method_list_names_rows_and_refuses_two_entries_of_one_name():
