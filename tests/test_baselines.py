@@ -238,12 +238,9 @@ def test_instruments_comparison_overrides_the_comparison_with_its_own_method_lis
     hparams_file, settings, _ = load_settings([path], COMPARISON_KEYS)
     assert (settings["dataset"], settings["sanity_threshold"]) == ("instruments", 0.5)
     entries = list(method_entries(settings, "cpu", hparams_file))
-    assert [label for label, _ in entries][:4] == [
-        "L-MAC (twin 1)",
-        "L-MAC (cover 1)",
-        "LMAC-TD",
-        "LMAC-TD (cover 1)",
-    ]
+    labels = [label for label, _ in entries]
+    assert labels[:2] == ["L-MAC (twin 1)", "L-MAC (cover 1)"]
+    assert labels[-2:] == ["LMAC-TD", "LMAC-TD (cover 1)"] and len(labels) == 13
     for _, argv in entries:
         assert Path(argv[0]).is_file() and "--dataset=instruments" in argv
         assert "--output_folder=results/compare_wide_instruments/" in " ".join(argv)
