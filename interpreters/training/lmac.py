@@ -34,7 +34,7 @@ from interpreters.config import check_choice
 from interpreters.errors import InterpreterError
 from interpreters.explainers.base import Explanation
 from interpreters.training.brain import decision_cross_entropy, total_variation
-from interpreters.training.mixing import MixingBrain, pair_coverage
+from interpreters.training.mixing import MixingBrain, pair_coverage, unit_mean
 
 
 class LMACBrain(MixingBrain):
@@ -150,8 +150,7 @@ def kept_magnitude(explanation: Explanation, front_end) -> torch.Tensor:
 def energy_weights(explanation: Explanation) -> torch.Tensor:
     """Bin weights ∝ the mixture's compressed magnitude, mean 1 per clip: the guide's quiet bins,
     where which source is louder is a coin toss of noise floors, count for little."""
-    compressed = explanation.spectrum.compressed
-    return compressed / compressed.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
+    return unit_mean(explanation.spectrum.compressed)
 
 
 def guide_target(compressed: torch.Tensor, threshold: float) -> torch.Tensor:

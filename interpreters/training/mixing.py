@@ -51,11 +51,14 @@ def pair_coverage(
     mean w·ReLU(1 − M_a − M_b) over the ``pairs`` rows (masks stacked [a rows; b rows]; w: the
     mixture's ``magnitudes`` on the masks' grid, mean 1 per mixture, so quiet bins count little)."""
     first, second = masks.chunk(2)
-    weights = magnitudes.chunk(2)[0]
-    weights = weights / weights.mean(dim=tuple(range(1, weights.dim())), keepdim=True).clamp_min(
-        1e-12
-    )
+    weights = unit_mean(magnitudes.chunk(2)[0])
     return (weights * torch.relu(1 - first - second))[pairs].mean()
+
+
+def unit_mean(magnitudes: torch.Tensor) -> torch.Tensor:
+    """Per-clip weights ∝ ``magnitudes`` [B, ...], mean 1 per clip (all-zero clips stay 0)."""
+    dims = tuple(range(1, magnitudes.dim()))
+    return magnitudes / magnitudes.mean(dim=dims, keepdim=True).clamp_min(1e-12)
 
 
 def partner_values(values: torch.Tensor, mixed: torch.Tensor) -> torch.Tensor:
